@@ -1,0 +1,37 @@
+"""Shared fixtures: the optional ../shared/data folder and small generated audio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("TOOLKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Path of the real development data; skips the test when it is absent (fresh clones)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def write_wav():
+    """Factory writing a short deterministic 16-bit WAV: ``write_wav(path, seconds=1.0, sr=16000, freq=440.0)``."""
+
+    def _write(path: Path, seconds: float = 1.0, sr: int = 16000, freq: float = 440.0, channels: int = 1) -> Path:
+        t = np.arange(int(seconds * sr)) / sr
+        x = 0.3 * np.sin(2 * np.pi * freq * t)
+        if channels > 1:
+            x = np.stack([x] * channels, axis=1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), x, sr, subtype="PCM_16")
+        return path
+
+    return _write

@@ -1,0 +1,115 @@
+"""Audio I/O: load as 16 kHz mono float32, inspect headers, save WAV atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from toolkit.errors import Pathlike
+
+TARGET_SR = 16000
+SUBTYPES = {"float": "FLOAT", "pcm16": "PCM_16"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header facts of an audio file."""
+
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def audio_info(path: Pathlike) -> AudioInfo:
+    """Read an audio file's header.
+
+    Args:
+        path: any format libsndfile reads (wav, flac, ogg, ...).
+
+    Returns:
+        Sample rate, frame count and channel count.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        RuntimeError: libsndfile cannot parse it (``soundfile.LibsndfileError``).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"audio file not found: {path}")
+    info = sf.info(str(path))
+    return AudioInfo(sample_rate=int(info.samplerate), frames=int(info.frames), channels=int(info.channels))
+
+
+def to_mono_16k(samples: np.ndarray, sample_rate: int, target_sr: int = TARGET_SR) -> np.ndarray:
+    """Average channels and resample (soxr, high quality) to ``target_sr``.
+
+    Args:
+        samples: (frames,) or (frames, channels) array.
+        sample_rate: rate of ``samples``.
+        target_sr: wanted rate.
+
+    Returns:
+        A contiguous float32 (frames,) array. Deterministic for the same input.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1, dtype=np.float32)
+    if sample_rate != target_sr:
+        import soxr
+
+        x = soxr.resample(x, sample_rate, target_sr, quality="HQ").astype(np.float32, copy=False)
+    return np.ascontiguousarray(x)
+
+
+def load_audio(path: Pathlike, target_sr: int = TARGET_SR) -> np.ndarray:
+    """Decode an audio file to mono float32 at ``target_sr``.
+
+    Args:
+        path: the file.
+        target_sr: output sample rate (16 kHz, what all supported models take).
+
+    Returns:
+        (frames,) float32 array in [-1, 1] for PCM input.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"audio file not found: {path}")
+    samples, sr = sf.read(str(path), dtype="float32", always_2d=False)
+    return to_mono_16k(samples, sr, target_sr)
+
+
+def save_audio(path: Pathlike, samples: np.ndarray, sample_rate: int = TARGET_SR, fmt: str = "float") -> Path:
+    """Write a mono WAV atomically (temporary file + rename).
+
+    Args:
+        path: destination ``.wav``; parent folders are created.
+        samples: (frames,) array.
+        sample_rate: rate to record in the header.
+        fmt: ``"float"`` (32-bit float WAV, lossless for the float32 pipeline) or
+            ``"pcm16"`` (16-bit; values outside [-1, 1] would clip, so callers scale first).
+
+    Returns:
+        The destination path.
+    """
+    if fmt not in SUBTYPES:
+        raise ValueError(f"unknown audio format {fmt!r}; valid: {sorted(SUBTYPES)}")
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, samples, sample_rate, subtype=SUBTYPES[fmt], format="WAV")
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return dest

@@ -1,0 +1,1 @@
+"""Argument parsing for the ``bin/`` entry points (one module per stage)."""

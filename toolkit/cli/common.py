@@ -1,0 +1,53 @@
+"""What every ``bin/`` entry point shares: logging set-up and error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+from toolkit.errors import InputError
+
+log = logging.getLogger("toolkit")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--verbose`` / ``--quiet`` to a stage parser."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    group.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Log to stderr as ``stage: LEVEL message``; only entry points call this."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+
+
+def run_cli(
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace], int],
+    argv: Optional[Sequence[str]] = None,
+) -> int:
+    """Parse ``argv``, configure logging and run ``body``, mapping bad input to exit code 2.
+
+    Args:
+        parser: the stage's parser (must have had :func:`add_common_args`).
+        body: does the work; returns an exit code.
+        argv: arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 ok, 1 finished with failures, 2 bad input (one-line message on stderr).
+    """
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    try:
+        return body(args)
+    except (InputError, FileNotFoundError, NotADirectoryError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
