@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import string
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Optional, Sequence
@@ -51,9 +51,11 @@ class Item:
         return None if self.answer is None else letter(self.answer)
 
     def to_dict(self) -> dict:
-        """All fields in schema order, as written to JSONL."""
-        d = asdict(self)
-        return {k: d[k] for k in FIELD_ORDER}
+        """All fields in schema order, as written to JSONL (``choices`` and ``meta`` are shallow copies)."""
+        d = {k: getattr(self, k) for k in FIELD_ORDER}
+        d["choices"] = None if self.choices is None else list(self.choices)
+        d["meta"] = dict(self.meta)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Item":
