@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.io import wavfile
 
 from toolkit.errors import Pathlike
 
 TARGET_SR = 16000
-SUBTYPES = {"float": "FLOAT", "pcm16": "PCM_16"}
+FORMATS = ("float", "pcm16")
 
 
 @dataclass(frozen=True)
@@ -87,29 +88,48 @@ def load_audio(path: Pathlike, target_sr: int = TARGET_SR) -> np.ndarray:
 
 
 def save_audio(path: Pathlike, samples: np.ndarray, sample_rate: int = TARGET_SR, fmt: str = "float") -> Path:
-    """Write a mono WAV atomically (temporary file + rename).
+    """Write a mono WAV atomically (temporary file + rename), byte-identical for equal input.
+
+    The WAV writer is scipy's: unlike libsndfile's it adds no timestamped PEAK chunk, so
+    re-running a stage gives the same bytes, not just the same samples.
 
     Args:
         path: destination ``.wav``; parent folders are created.
-        samples: (frames,) array.
+        samples: (frames,) array. For ``fmt="pcm16"`` either int16 samples or floats in
+            [-1, 32767/32768] (quantised as ``rint(x * 32768)``); floats outside that range
+            raise instead of clipping silently - scale them first.
         sample_rate: rate to record in the header.
-        fmt: ``"float"`` (32-bit float WAV, lossless for the float32 pipeline) or
-            ``"pcm16"`` (16-bit; values outside [-1, 1] would clip, so callers scale first).
+        fmt: ``"float"`` (32-bit float WAV, lossless for the float32 pipeline) or ``"pcm16"``.
 
     Returns:
         The destination path.
+
+    Raises:
+        ValueError: unknown format, or float samples that would clip in 16 bits.
     """
-    if fmt not in SUBTYPES:
-        raise ValueError(f"unknown audio format {fmt!r}; valid: {sorted(SUBTYPES)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown audio format {fmt!r}; valid: {list(FORMATS)}")
+    data = _as_format(np.asarray(samples), fmt)
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
     try:
-        sf.write(tmp, samples, sample_rate, subtype=SUBTYPES[fmt], format="WAV")
+        with os.fdopen(fd, "wb") as fh:
+            wavfile.write(fh, sample_rate, data)
         os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return dest
+
+
+def _as_format(x: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt == "float":
+        return np.ascontiguousarray(x, dtype=np.float32)
+    if x.dtype == np.int16:
+        return np.ascontiguousarray(x)
+    q = np.rint(np.multiply(x, 32768.0, dtype=np.float64))
+    if q.size and (q.max() > 32767 or q.min() < -32768):
+        raise ValueError(f"samples reach {x.max():.4f}/{x.min():.4f}, beyond 16-bit full scale; scale them first")
+    return q.astype(np.int16)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ def sidecar_path(path: Pathlike) -> Path:
     return p.with_name(p.name + ".meta.json")
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> Optional[str]:
     """The toolkit checkout's commit (with ``-dirty`` when modified), or None outside git."""
     repo = Path(__file__).resolve().parent.parent
@@ -37,6 +39,11 @@ def git_commit() -> Optional[str]:
 
 def package_versions(names: Sequence[str] = TRACKED_PACKAGES) -> Dict[str, Optional[str]]:
     """Installed versions of ``names`` (None for a package that is not installed)."""
+    return dict(_package_versions(tuple(names)))
+
+
+@functools.lru_cache(maxsize=8)
+def _package_versions(names: tuple) -> Dict[str, Optional[str]]:
     out: Dict[str, Optional[str]] = {}
     for name in names:
         try:

@@ -19,7 +19,7 @@ examples:
 
   # two tracks, ids of the earlier scripts (matched on audio file + hop) so old results line up
   prepare sakura --src SAKURA/data --tracks Animal,Emotion --out manifests/sakura-ae.jsonl \\
-      --ids seed --seed-manifest old/animal_manifest.jsonl --seed-manifest old/emotion_manifest.jsonl
+      --ids seed --seed-manifest old/animal_manifest.jsonl old/emotion_manifest.jsonl
 
   # MMAU test-mini; audio looked up under the JSON's folder (test-mini-audios/)
   prepare mmau --src mmau/mmau-test-mini.json --out manifests/mmau.jsonl
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracks", help="comma-separated tracks (default: all)")
     p.add_argument("--ids", choices=("native", "seed"), default="native",
                    help="native ids, or the earlier scripts' ids from --seed-manifest (default: %(default)s)")
-    p.add_argument("--seed-manifest", action="append", default=[], metavar="FILE",
+    p.add_argument("--seed-manifest", action="extend", nargs="+", default=[], metavar="FILE",
                    help="earlier scripts' SAKURA manifest (repeatable)")
     p = sub.add_parser("mmau", parents=[common], help="MMAU test-mini JSON")
     p.add_argument("--src", required=True, help="mmau-test-mini.json")

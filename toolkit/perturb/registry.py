@@ -1,0 +1,124 @@
+"""Condition names: the one parser, the registry it dispatches on, and named sets.
+
+Each condition family registers a name prefix with a parser::
+
+    register_condition("mask-p", parse_mask, pattern="mask-pNN[-...]", examples=[...])
+
+:func:`parse_condition` picks the family whose prefix is the longest one matching the name
+and returns its :class:`~toolkit.perturb.base.Condition`; ``parse_condition(n).name`` is the
+canonical (full) name, and parsing a canonical name gives it back unchanged. Families
+added later (``inject-...``) register the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple
+
+from toolkit.perturb.base import Condition
+
+Parser = Callable[[str], Condition]
+
+#: Named condition sets usable wherever a list of conditions is expected (``--conditions study``).
+CONDITION_SETS: Dict[str, Tuple[str, ...]] = {
+    "study": (
+        "mask-p20", "mask-p40", "mask-p60", "mask-p80", "mask-p90", "mask-p100",
+        "noise-snr-20", "noise-snr-10", "noise-snr0", "noise-snr10", "noise-snr20",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Family:
+    prefix: str
+    parser: Parser
+    pattern: str
+    examples: Tuple[str, ...]
+
+
+_FAMILIES: Dict[str, _Family] = {}
+
+
+def register_condition(prefix: str, parser: Parser, pattern: str = "", examples: Sequence[str] = ()) -> None:
+    """Register a condition family.
+
+    Args:
+        prefix: names starting with this go to ``parser`` (the longest matching prefix wins).
+        parser: takes the full name, returns a Condition, raises ValueError for a bad name.
+        pattern: the name grammar shown in error messages (default: the prefix).
+        examples: valid names, used for "did you mean" suggestions.
+
+    Raises:
+        ValueError: ``prefix`` is already registered.
+
+    Example:
+        >>> register_condition("clean", parse_clean, pattern="clean", examples=["clean"])  # doctest: +SKIP
+    """
+    if prefix in _FAMILIES:
+        raise ValueError(f"condition prefix {prefix!r} is already registered")
+    _FAMILIES[prefix] = _Family(prefix, parser, pattern or prefix, tuple(examples))
+
+
+def known_patterns() -> List[str]:
+    """The grammar of every registered family, in registration order."""
+    return [family.pattern for family in _FAMILIES.values()]
+
+
+def _unknown(name: str, reason: str) -> ValueError:
+    examples = [e for family in _FAMILIES.values() for e in family.examples]
+    close = difflib.get_close_matches(name, examples, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    patterns = "; ".join(known_patterns())
+    return ValueError(f"unknown condition {name!r}: {reason}.{hint} Valid patterns: {patterns}")
+
+
+def parse_condition(name: str) -> Condition:
+    """Parse a condition name (short or canonical form).
+
+    Args:
+        name: e.g. ``"clean"``, ``"mask-p20"``, ``"noise-snr-10"``.
+
+    Returns:
+        The condition; ``.name`` is its canonical form.
+
+    Raises:
+        ValueError: unknown or malformed name; the message lists the valid patterns and close
+            matches.
+
+    Example:
+        >>> parse_condition("mask-p20").name
+        'mask-p20-scattered-silence'
+        >>> parse_condition("noise-snr-10").name
+        'noise-snr-10-white'
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"condition name must be a string, not {type(name).__name__}")
+    matches = [prefix for prefix in _FAMILIES if name.startswith(prefix)]
+    if not matches:
+        raise _unknown(name, "no condition family has this prefix")
+    family = _FAMILIES[max(matches, key=len)]
+    try:
+        return family.parser(name)
+    except ValueError as exc:
+        raise _unknown(name, f"{exc} (expected {family.pattern})") from None
+
+
+def expand_conditions(names: Sequence[str]) -> List[Condition]:
+    """Parse names and named sets into conditions, dropping repeats of a canonical name.
+
+    Args:
+        names: condition names, or keys of :data:`CONDITION_SETS` (e.g. ``"study"``).
+
+    Returns:
+        Conditions in first-seen order.
+
+    Raises:
+        ValueError: any unknown name.
+    """
+    out: Dict[str, Condition] = {}
+    for name in names:
+        for member in CONDITION_SETS.get(name, (name,)):
+            condition = parse_condition(member)
+            out.setdefault(condition.name, condition)
+    return list(out.values())
