@@ -2,9 +2,12 @@
 """Benchmark ``perturb`` against the I/O floor on the real SAKURA-mini clips.
 
 Rate = items x conditions per second for the study conditions (mask-p20/40/60/80/100
-scattered-silence, noise-snr -20/-10/0/10/20 white; ``--with-p90`` adds mask-p90). The
-floor decodes each clip once and encodes it once per condition (same format, same atomic
-``save_audio``), with no perturbation and no manifests. ``perturb`` is timed end to end
+scattered-silence, noise-snr -20/-10/0/10/20 white; ``--with-p90`` adds mask-p90).
+Two floors, both with the same atomic ``save_audio`` and format, no perturbation and no
+manifests: the goal's floor decodes and encodes every output file (one decode + one
+encode per item x condition, what producing the same files costs without perturbing),
+and the strict floor decodes each clip once and only re-encodes per condition (pure
+output I/O; perturb's own read-once design is held against it). ``perturb`` is timed end to end
 (``perturb_manifest``: decode, render, write WAVs, manifests and sidecars). The runs are
 interleaved (floor, workers=1, workers=2, repeated) and each figure is the best and the
 median over ``--repeats``, in this one process. Wall time is the goal figure; CPU time
@@ -44,10 +47,12 @@ def _items(data: Path) -> List[Item]:
                  choices=["a", "b"], answer=0) for f in files]
 
 
-def _floor(items: List[Item], out: Path, fmt: str, n_conditions: int) -> None:
+def _floor(items: List[Item], out: Path, fmt: str, n_conditions: int, decode_per_output: bool) -> None:
     for item in items:
         x = load_audio(item.audio)
         for c in range(n_conditions):
+            if decode_per_output and c:
+                x = load_audio(item.audio)
             save_audio(out / f"c{c}" / f"{item.id}.wav", x, fmt=fmt)
 
 
@@ -79,7 +84,9 @@ def main() -> int:
           f"best/median of {args.repeats}")
 
     runs: Dict[str, Callable[[Path], None]] = {
-        "floor (decode once, encode per condition)": lambda out: _floor(items, out, args.format, len(conditions)),
+        "floor (decode + encode per output)": lambda out: _floor(items, out, args.format, len(conditions), True),
+        "strict floor (decode once, encode per output)":
+            lambda out: _floor(items, out, args.format, len(conditions), False),
     }
     for workers in (1, 2):
         runs[f"perturb, workers={workers}"] = (
@@ -98,13 +105,13 @@ def main() -> int:
 
     for name in runs:
         best, median = stat(name, 0)
-        print(f"{name:44s} wall best {best*1e3:7.1f} ms  median {median*1e3:7.1f} ms  {units / best:7.0f} outputs/s")
-    floor, one, two = (stat(name, 0) for name in runs)
-    floor_cpu, one_cpu = (stat(name, 1) for name in list(runs)[:2])
-    print(f"ratio perturb(workers=1) / floor, wall: best {one[0] / floor[0]:.3f}  median {one[1] / floor[1]:.3f}"
-          "  (goal <= 1.3)")
-    print(f"ratio perturb(workers=1) / floor, CPU:  best {one_cpu[0] / floor_cpu[0]:.3f}  "
-          f"median {one_cpu[1] / floor_cpu[1]:.3f}")
+        print(f"{name:46s} wall best {best*1e3:7.1f} ms  median {median*1e3:7.1f} ms  {units / best:7.0f} outputs/s")
+    floor, strict, one, two = (stat(name, 0) for name in runs)
+    floor_cpu, strict_cpu, one_cpu = (stat(name, 1) for name in list(runs)[:3])
+    for label, (wall, cpu) in (("floor", (floor, floor_cpu)), ("strict floor", (strict, strict_cpu))):
+        goal = "  (goal <= 1.3)" if label == "floor" else ""
+        print(f"ratio perturb(workers=1) / {label:12s} wall: best {one[0] / wall[0]:.3f}  median {one[1] / wall[1]:.3f}"
+              f"   CPU: best {one_cpu[0] / cpu[0]:.3f}  median {one_cpu[1] / cpu[1]:.3f}{goal}")
     print(f"speed-up workers=2 vs workers=1 (wall): best {one[0] / two[0]:.2f}x  median {one[1] / two[1]:.2f}x")
     return 0
 

@@ -85,7 +85,7 @@ class Noise(Condition):
         scale = snr_scale(signal_energy, draw.energy, self.snr_db)
         y = np.multiply(draw.samples, np.float32(scale))
         y += x
-        measured = snr_db(ctx.clean64(x), y, signal_energy)
+        measured = snr_db(x, y, signal_energy)
         params: Params = {"snr_db": self.snr_db, **draw.info, "noise_scale": scale, "snr_measured_db": measured}
         return y, params
 
