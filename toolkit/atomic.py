@@ -2,39 +2,55 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from toolkit.errors import Pathlike
 
 
-def atomic_write_bytes(path: Pathlike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+@contextlib.contextmanager
+def atomic_output(path: Pathlike, fsync: bool = True) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path`` for writing; on success rename it onto ``path``.
 
     Args:
         path: destination; its parent folders are created.
-        data: the full file content.
+        fsync: flush to disk before the rename, so the file survives a machine crash too
+            (not only a killed process). Costly on network file systems; bulk outputs that
+            can be regenerated bit-identically (perturbed audio) skip it.
 
-    Returns:
-        The destination as a ``Path``.
+    Yields:
+        A binary file object. If the ``with`` body raises, the temporary file is removed and
+        ``path`` is left as it was.
+
+    Example:
+        >>> with atomic_output("out/data.bin") as fh:  # doctest: +SKIP
+        ...     fh.write(b"complete or absent")
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return dest
+
+
+def atomic_write_bytes(path: Pathlike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`); returns the destination."""
+    with atomic_output(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: Pathlike, text: str) -> Path:

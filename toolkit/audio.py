@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import soundfile as sf
 from scipy.io import wavfile
 
+from toolkit.atomic import atomic_output
 from toolkit.errors import Pathlike
 
 TARGET_SR = 16000
@@ -88,7 +88,7 @@ def load_audio(path: Pathlike, target_sr: int = TARGET_SR) -> np.ndarray:
 
 
 def save_audio(path: Pathlike, samples: np.ndarray, sample_rate: int = TARGET_SR, fmt: str = "float") -> Path:
-    """Write a mono WAV atomically (temporary file + rename), byte-identical for equal input.
+    """Write a mono WAV atomically (temporary file + rename, no fsync), byte-identical for equal input.
 
     The WAV writer is scipy's: unlike libsndfile's it adds no timestamped PEAK chunk, so
     re-running a stage gives the same bytes, not just the same samples.
@@ -110,18 +110,9 @@ def save_audio(path: Pathlike, samples: np.ndarray, sample_rate: int = TARGET_SR
     if fmt not in FORMATS:
         raise ValueError(f"unknown audio format {fmt!r}; valid: {list(FORMATS)}")
     data = _as_format(np.asarray(samples), fmt)
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            wavfile.write(fh, sample_rate, data)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return dest
+    with atomic_output(path, fsync=False) as fh:  # regenerable bulk output: no fsync per clip
+        wavfile.write(fh, sample_rate, data)
+    return Path(path)
 
 
 def _as_format(x: np.ndarray, fmt: str) -> np.ndarray:
