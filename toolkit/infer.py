@@ -1,0 +1,391 @@
+"""The inference runner shared by every backend: items in, one result row per (item, run) out.
+
+It owns what does not depend on the model: the shard slice, resume (skip what the result
+file has), audio loading, the audio condition (on the fly, bit-identical to ``perturb``'s
+files, or already applied by a perturbed manifest), the backend's length limit, prompts,
+batching (runs grouped, longest clips first so an out-of-memory error surfaces at once),
+a background thread that loads and prepares the next batch while the current one
+generates, OOM halving, error rows, answer extraction and the rows themselves.
+
+Row fields (DESIGN.md): ``id, model, condition, mode, run, prompt, raw_output, reasoning,
+pred, pred_source, correct, error, n_new_tokens, seconds`` plus ``option_logprobs`` when
+options are scored and ``flags`` (e.g. ``audio_truncated_from_s``, ``batch_split``) when
+something was done to the item that a reader must know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from toolkit.answers import extract_answer, split_reasoning
+from toolkit.audio import TARGET_SR, audio_info, load_audio
+from toolkit.errors import ConditionError, InputError, Pathlike
+from toolkit.manifest import Item, resolve_audio
+from toolkit.models.base import Backend, Generation, GenerationSettings, Request
+from toolkit.prompts import PromptTemplate, render_user_text
+from toolkit.runs import ShardWriter
+from toolkit.perturb.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+MODES = ("reasoning", "direct")
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """What to run; everything here is recorded in the sidecar and checked on resume.
+
+    Attributes:
+        model: backend registry name (recorded in rows as ``model`` unless ``model_label``).
+        mode: ``reasoning`` or ``direct``.
+        prompt: the prompt template.
+        settings: generation settings (run r samples with seed ``derive(seed, run)``).
+        condition: audio condition applied on the fly (``clean``: none). Ignored for items
+            of a perturbed manifest, whose ``meta.condition`` says what was applied.
+        num_runs: runs per item.
+        batch_size: requests per model call.
+        seed: global seed (audio conditions and sampling).
+        score_options: also record option-letter log-probabilities.
+        model_label: name written in rows (default: ``model``).
+    """
+
+    model: str
+    mode: str
+    prompt: PromptTemplate
+    settings: GenerationSettings
+    condition: str = "clean"
+    num_runs: int = 1
+    batch_size: int = 8
+    seed: int = 0
+    score_options: bool = False
+    model_label: Optional[str] = None
+
+    def fingerprint(self) -> Dict[str, Any]:
+        """The settings a resumed run must share with the rows already written."""
+        return {"model": self.model_label or self.model, "mode": self.mode, "prompt": self.prompt.name,
+                "condition": self.condition, "seed": self.seed, "score_options": self.score_options,
+                "generation": self.settings.to_dict()}
+
+
+@dataclass
+class InferSummary:
+    """Counts of one ``run_inference`` call."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """``done 40, skipped 8 (already written), failed 1; 12.3 items/s``."""
+        rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        return (f"done {self.done}, skipped {self.skipped} (already written), failed {self.failed}; "
+                f"{rate:.2f} items/s over {self.seconds:.1f} s")
+
+
+@dataclass
+class _Unit:
+    """One (item, run) on its way to a row."""
+
+    item: Item
+    run: int
+    request: Optional[Request] = None
+    error: Optional[str] = None
+    condition: str = "clean"
+    flags: Dict[str, Any] = field(default_factory=dict)
+
+
+def _duration(item: Item, data_root: Optional[Path]) -> float:
+    """Clip length for sorting: ``meta.duration`` from prepare, else the header, else 0."""
+    if "duration" in item.meta:
+        return float(item.meta["duration"])
+    path = resolve_audio(item, data_root)
+    try:
+        return audio_info(path).duration if path is not None else 0.0
+    except (OSError, RuntimeError):
+        return 0.0
+
+
+def plan_units(items: Sequence[Item], done: set, num_runs: int, data_root: Optional[Path]) -> List[_Unit]:
+    """Pending (item, run) units in processing order: by run, then longest clip first, then id.
+
+    Args:
+        items: the shard's items.
+        done: (id, run) pairs already written.
+        num_runs: runs per item.
+        data_root: where relative audio paths resolve.
+
+    Returns:
+        The units still to do.
+    """
+    durations = {item.id: _duration(item, data_root) for item in items}
+    units = [_Unit(item, run) for run in range(num_runs) for item in items if (item.id, run) not in done]
+    units.sort(key=lambda u: (u.run, -durations[u.item.id], u.item.id))
+    return units
+
+
+class Runner:
+    """Runs a backend over units, writing rows to a :class:`ShardWriter`.
+
+    Args:
+        backend: the loaded backend.
+        config: what to run.
+        data_root: folder relative audio paths resolve against.
+    """
+
+    def __init__(self, backend: Backend, config: InferConfig, data_root: Optional[Pathlike]) -> None:
+        self.backend = backend
+        self.config = config
+        self.data_root = None if data_root is None else Path(data_root)
+
+    # ---- building requests (background thread) -------------------------------------------
+    def _audio_for(self, unit: _Unit) -> Tuple[Optional[np.ndarray], Dict[str, Any]]:
+        item = unit.item
+        if "condition_error" in item.meta:
+            raise ConditionError(str(item.meta["condition_error"]))
+        path = resolve_audio(item, self.data_root)
+        if path is None:
+            return None, {}
+        x = load_audio(path)
+        if "condition" in item.meta:  # a perturbed manifest: the file already is the condition
+            unit.condition = str(item.meta["condition"])
+            perturbation = dict(item.meta.get("perturbation", {}))
+        elif self.config.condition != "clean":
+            from toolkit.perturb import apply_condition
+
+            x, perturbation = apply_condition(x, self.config.condition, item.id, self.config.seed)
+            unit.condition = self.config.condition
+        else:
+            perturbation = {}
+        limit = self.backend.max_audio_seconds
+        if limit is not None and x.size > int(limit * TARGET_SR):
+            unit.flags["audio_truncated_from_s"] = round(x.size / TARGET_SR, 3)
+            x = x[: int(limit * TARGET_SR)]
+        return x, perturbation
+
+    def build_request(self, unit: _Unit) -> None:
+        """Fill ``unit.request``, or ``unit.error`` when the item cannot be run."""
+        unit.condition = self.config.condition
+        try:
+            audio, perturbation = self._audio_for(unit)
+            text = render_user_text(self.config.prompt, unit.item)
+            unit.request = Request(item=unit.item, run=unit.run, user_text=text, audio=audio,
+                                   perturbation=perturbation)
+        except (OSError, RuntimeError, ValueError, ConditionError, InputError) as exc:
+            unit.error = f"{type(exc).__name__}: {exc}"
+
+    def prepare_batch(self, units: List[_Unit]) -> Tuple[List[_Unit], Any]:
+        """Requests for ``units`` and the backend's prepared inputs (failures isolated per unit)."""
+        for unit in units:
+            self.build_request(unit)
+        ready = [u for u in units if u.request is not None]
+        if not ready:
+            return [], None
+        try:
+            return ready, self.backend.prepare([u.request for u in ready])
+        except Exception as exc:  # noqa: BLE001 - isolate the failing item below
+            if len(ready) == 1:
+                ready[0].error = f"prepare failed: {type(exc).__name__}: {exc}"
+                return [], None
+            log.warning("preparing a batch of %d failed (%s); preparing items one by one", len(ready), exc)
+            return self._prepare_singly(ready)
+
+    def _prepare_singly(self, units: List[_Unit]) -> Tuple[List[_Unit], Any]:
+        good = []
+        for unit in units:
+            try:
+                self.backend.prepare([unit.request])
+                good.append(unit)
+            except Exception as exc:  # noqa: BLE001
+                unit.error = f"prepare failed: {type(exc).__name__}: {exc}"
+        return (good, self.backend.prepare([u.request for u in good])) if good else ([], None)
+
+    # ---- generating (main thread) -----------------------------------------------------------
+    def _settings_for(self, run: int) -> GenerationSettings:
+        s = self.config.settings
+        return dataclasses.replace(s, seed=derive_seed(self.config.seed, f"run-{run}", "sampling")) \
+            if s.do_sample else s
+
+    def generate(self, units: List[_Unit], prepared: Any) -> List[Tuple[_Unit, Optional[Generation], float]]:
+        """Generate for a prepared batch; halve on out-of-memory, isolate other failures."""
+        settings = self._settings_for(units[0].run)
+        start = time.perf_counter()
+        try:
+            outs = self.backend.generate(prepared, settings, self.config.score_options)
+        except Exception as exc:  # noqa: BLE001 - OOM is halved, anything else isolated
+            if len(units) == 1:
+                units[0].error = f"generate failed: {type(exc).__name__}: {exc}"
+                return [(units[0], None, time.perf_counter() - start)]
+            if _is_oom(exc):
+                _free_accelerator_memory()
+                log.warning("out of memory on a batch of %d; halving", len(units))
+            else:
+                log.warning("generation failed on a batch of %d (%s); retrying in halves", len(units), exc)
+            half = len(units) // 2
+            results = []
+            for part in (units[:half], units[half:]):
+                for unit in part:
+                    unit.flags["batch_split"] = unit.flags.get("batch_split", 0) + 1
+                results += self.generate(part, self.backend.prepare([u.request for u in part]))
+            return results
+        per_item = (time.perf_counter() - start) / len(units)
+        return [(unit, out, per_item) for unit, out in zip(units, outs)]
+
+    def row(self, unit: _Unit, out: Optional[Generation], seconds: float) -> Dict[str, Any]:
+        """The result row of one unit."""
+        item, cfg = unit.item, self.config
+        row: Dict[str, Any] = {
+            "id": item.id, "model": cfg.model_label or cfg.model, "condition": unit.condition, "mode": cfg.mode,
+            "run": unit.run, "prompt": cfg.prompt.name, "raw_output": None, "reasoning": None, "pred": None,
+            "pred_source": None, "correct": None, "error": unit.error, "n_new_tokens": None,
+            "seconds": round(seconds, 4),
+        }
+        if out is not None:
+            reasoning, _final = split_reasoning(out.text)
+            found = extract_answer(out.text, item.choices or [])
+            row.update(raw_output=out.text, reasoning=reasoning if cfg.mode == "reasoning" else "",
+                       pred=found.pred, pred_source=found.source, n_new_tokens=out.n_new_tokens)
+            if found.reason:
+                unit.flags["no_answer"] = found.reason
+            if item.answer is not None:
+                accepted = set(item.meta.get("equivalent_answers", [])) | {item.answer}
+                row["correct"] = found.pred in accepted
+            if out.option_logprobs is not None:
+                row["option_logprobs"] = out.option_logprobs
+        if unit.flags:
+            row["flags"] = dict(unit.flags)
+        return row
+
+    # ---- the loop --------------------------------------------------------------------------
+    def run(self, units: List[_Unit], writer: ShardWriter, progress: bool = True) -> InferSummary:
+        """Process ``units`` in batches, preparing batch i+1 while batch i generates.
+
+        Returns:
+            Counts (``skipped`` is left to the caller).
+        """
+        from tqdm import tqdm
+
+        summary = InferSummary()
+        start = time.perf_counter()
+        batches = list(_batches(units, self.config.batch_size))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer-prepare") as pool, \
+                tqdm(total=len(units), desc=f"infer {self.config.model}", unit="item", disable=not progress) as bar:
+            futures: List[Future] = [pool.submit(self.prepare_batch, batches[0])] if batches else []
+            for index, batch in enumerate(batches):
+                ready, prepared = futures.pop().result()
+                if index + 1 < len(batches):
+                    futures.append(pool.submit(self.prepare_batch, batches[index + 1]))
+                results = self.generate(ready, prepared) if ready else []
+                generated = {id(unit) for unit, _, _ in results}
+                results += [(unit, None, 0.0) for unit in batch if id(unit) not in generated]
+                for unit, out, seconds in results:
+                    writer.append(self.row(unit, out, seconds))
+                    summary.done += 1
+                    summary.failed += unit.error is not None
+                bar.update(len(batch))
+        summary.seconds = time.perf_counter() - start
+        return summary
+
+
+def _batches(units: List[_Unit], size: int) -> Iterator[List[_Unit]]:
+    """Consecutive batches of at most ``size`` units, never mixing runs."""
+    batch: List[_Unit] = []
+    for unit in units:
+        if batch and (len(batch) == size or batch[-1].run != unit.run):
+            yield batch
+            batch = []
+        batch.append(unit)
+    if batch:
+        yield batch
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _free_accelerator_memory() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, out: Pathlike,
+                  data_root: Optional[Pathlike], shard: Tuple[int, int] = (0, 1), manifest: Optional[Pathlike] = None,
+                  progress: bool = True) -> InferSummary:
+    """Answer every (item, run) of a shard not yet in ``out``, appending one row each.
+
+    Args:
+        items: the manifest's items (the shard is sliced here).
+        backend: the loaded backend.
+        config: what to run.
+        out: the result file (JSONL, append-only; ``out.meta.json`` is its sidecar).
+        data_root: folder relative audio paths resolve against.
+        shard: (K, N): this call runs shard K of N (round robin over the manifest order).
+        manifest: the manifest path, for the sidecar.
+        progress: show a progress bar.
+
+    Returns:
+        Counts; ``failed`` rows carry ``error``.
+
+    Raises:
+        InputError: ``out`` was written with other settings (model, prompt, mode, condition,
+            generation settings, seed): a resumed run must not mix rows.
+
+    Example:
+        >>> backend = load_backend("simulated", None)                      # doctest: +SKIP
+        >>> cfg = InferConfig("simulated", "reasoning", get_prompt("reasoning-v1"),
+        ...                   GenerationSettings(max_new_tokens=512))     # doctest: +SKIP
+        >>> run_inference(read_manifest("m.jsonl"), backend, cfg, "out.jsonl", "data").line()  # doctest: +SKIP
+        'done 24, skipped 0 (already written), failed 0; ...'
+    """
+    from toolkit.runs import select_shard
+
+    root = None if data_root is None else Path(data_root)
+    shard_items = select_shard(list(items), *shard)
+    _check_or_write_sidecar(Path(out), backend, config, shard_items, root, shard, manifest)
+    runner = Runner(backend, config, root)
+    with ShardWriter(out) as writer:
+        units = plan_units(shard_items, writer.done, config.num_runs, root)
+        skipped = len(shard_items) * config.num_runs - len(units)
+        summary = runner.run(units, writer, progress)
+    summary.skipped = skipped
+    log.info("%s: %s", out, summary.line())
+    return summary
+
+
+def _check_or_write_sidecar(out: Path, backend: Backend, config: InferConfig, items: Sequence[Item],
+                            data_root: Optional[Path], shard: Tuple[int, int], manifest: Optional[Pathlike]) -> None:
+    import json
+
+    from toolkit.sidecar import sidecar_path, write_sidecar
+
+    side = sidecar_path(out)
+    if out.exists() and side.exists():
+        previous = json.loads(side.read_text(encoding="utf-8")).get("params", {}).get("fingerprint")
+        if previous is not None and previous != json.loads(json.dumps(config.fingerprint())):
+            changed = sorted(k for k in config.fingerprint() if previous.get(k) != config.fingerprint()[k])
+            raise InputError(f"written with other settings ({', '.join(changed)} differ); use another --out "
+                             "or move the file aside", out)
+        return
+    chat_text = None
+    if items:
+        probe = Request(item=items[0], run=0, user_text=render_user_text(config.prompt, items[0]),
+                        audio=None if items[0].audio is None else np.zeros(TARGET_SR, dtype=np.float32))
+        chat_text = backend.chat_text(probe)
+    write_sidecar(out, "infer", fingerprint=config.fingerprint(), model=backend.describe(),
+                  prompt_template={"name": config.prompt.name, "system": config.prompt.system,
+                                   "user": config.prompt.user},
+                  first_item_chat_text=chat_text, num_runs=config.num_runs, batch_size=config.batch_size,
+                  manifest=None if manifest is None else str(Path(manifest).resolve()),
+                  data_root=None if data_root is None else str(data_root.resolve()),
+                  shard=f"{shard[0]}/{shard[1]}", items_in_shard=len(items))

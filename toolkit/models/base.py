@@ -1,0 +1,167 @@
+"""The backend interface: a batch of requests in, one generation per request out, in order.
+
+The runner (``toolkit.infer``) owns everything shared - audio loading, conditions,
+batching, resume, rows - and a backend only specialises the model call:
+
+- :meth:`Backend.prepare` turns requests into model inputs on the CPU. The runner calls
+  it on a background thread for the next batch while the current one generates.
+- :meth:`Backend.generate` runs the model on prepared inputs.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from toolkit.manifest import Item
+
+
+@dataclass
+class Request:
+    """One (item, run) to answer.
+
+    Attributes:
+        item: the manifest item.
+        run: run index (0-based; > 0 only with several sampled runs).
+        user_text: the rendered prompt (no chat markup; backends apply their chat template).
+        audio: 16 kHz mono float32 samples after the condition and the backend's length limit,
+            or None for text-only items.
+        assistant_prefix: text the assistant turn starts with (prefilled reasoning), if any.
+        perturbation: parameters of the audio condition applied (mask share, measured SNR...).
+    """
+
+    item: Item
+    run: int
+    user_text: str
+    audio: Optional[np.ndarray]
+    assistant_prefix: Optional[str] = None
+    perturbation: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Explicit decoding settings; always passed in full to ``generate``.
+
+    Greedy unless ``do_sample``; ``seed`` seeds sampling (per batch, see the runner).
+    """
+
+    max_new_tokens: int
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    num_beams: int = 1
+    min_new_tokens: int = 0
+    seed: int = 0
+
+    def generate_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments for ``transformers`` ``generate`` (sampling knobs only when sampling)."""
+        kwargs: Dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
+                                  "num_beams": self.num_beams}
+        if self.min_new_tokens:
+            kwargs["min_new_tokens"] = self.min_new_tokens
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        else:  # neutralise sampling defaults some checkpoints ship in generation_config.json
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready settings for sidecars."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a checkpoint; backends ignore what does not apply to them.
+
+    Attributes:
+        dtype: ``auto`` (bf16 on GPU, fp32 on CPU), ``bf16``, ``fp16`` or ``fp32``.
+        device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1`` ...
+        attn_implementation: passed to ``from_pretrained`` when set (``sdpa``, ``flash_attention_2``).
+        trust_remote_code: off unless asked.
+        adapter: a PEFT adapter folder to load on top (or the backend's own, e.g. af3-think).
+    """
+
+    dtype: str = "auto"
+    device: str = "auto"
+    attn_implementation: Optional[str] = None
+    trust_remote_code: bool = False
+    adapter: Optional[str] = None
+
+
+@dataclass
+class Generation:
+    """What a backend returns for one request.
+
+    Attributes:
+        text: the decoded new text (without the prompt or the assistant prefix).
+        n_new_tokens: generated tokens (up to the first end-of-sequence).
+        option_logprobs: option letter -> log-probability at the answer position, when asked.
+    """
+
+    text: str
+    n_new_tokens: int
+    option_logprobs: Optional[Dict[str, float]] = None
+
+
+class Backend(abc.ABC):
+    """A loaded model family. Subclasses register with :func:`toolkit.models.registry.register_backend`.
+
+    Class attributes:
+        name: registry name (``qwen2-audio``, ``simulated`` ...).
+        max_audio_seconds: longest clip the model takes; the runner truncates longer clips
+            and flags the row. None when the backend windows long audio itself.
+    """
+
+    name: ClassVar[str] = ""
+    max_audio_seconds: ClassVar[Optional[float]] = None
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, model_path: Optional[str], options: LoadOptions) -> "Backend":
+        """Load the model from a local folder or a hub id.
+
+        Args:
+            model_path: checkpoint folder or hub id (``HF_HUB_OFFLINE`` is honoured; a local
+                folder never triggers a download).
+            options: dtype, device, attention implementation, adapter.
+
+        Returns:
+            A ready backend.
+        """
+
+    @abc.abstractmethod
+    def prepare(self, requests: Sequence[Request]) -> Any:
+        """Build model inputs for a batch on the CPU (thread-safe with respect to :meth:`generate`).
+
+        Args:
+            requests: the batch.
+
+        Returns:
+            Whatever :meth:`generate` takes.
+        """
+
+    @abc.abstractmethod
+    def generate(self, prepared: Any, settings: GenerationSettings, score_options: bool = False) -> List[Generation]:
+        """Generate for a prepared batch.
+
+        Args:
+            prepared: the output of :meth:`prepare`.
+            settings: decoding settings.
+            score_options: also return the log-probability of each option letter (A.. for
+                the request's choices) at the answer position (``Generation.option_logprobs``).
+
+        Returns:
+            One generation per request, in order.
+        """
+
+    def chat_text(self, request: Request) -> str:
+        """The full prompt text the model sees for ``request`` (chat template applied), for sidecars."""
+        return request.user_text
+
+    def describe(self) -> Dict[str, Any]:
+        """Model facts for sidecars: path, revision, dtype, device ..."""
+        return {"backend": self.name}
