@@ -33,13 +33,17 @@ Qwen2-Audio (``Qwen/Qwen2-Audio-7B-Instruct``)::
 Qwen2.5-Omni thinker (``Qwen/Qwen2.5-Omni-7B``)::
 
     model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(folder)
-    processor = load_omni_audio_processor(folder)   # recipe below; no torchvision needed
+    processor = Qwen2AudioProcessor(
+        feature_extractor=WhisperFeatureExtractor.from_pretrained(folder),
+        tokenizer=AutoTokenizer.from_pretrained(folder),
+        chat_template=json.load(open(folder / "chat_template.json"))["chat_template"],
+    )
     inputs = processor(text=prompts, audio=clips, sampling_rate=16000, padding=True,
                        padding_side="left", return_tensors="pt")
     out = model.generate(**inputs, do_sample=False, max_new_tokens=...)
 
   ``Qwen2_5OmniProcessor`` (and so ``AutoProcessor``) cannot be built without torchvision.
-  Build a ``Qwen2AudioProcessor`` from three files every Omni folder has instead:
+  The ``Qwen2AudioProcessor`` above is built from three files every Omni folder has:
   ``tokenizer_config.json``/``tokenizer.json`` (``AutoTokenizer.from_pretrained(folder)``;
   the real folder also has ``vocab.json``/``merges.txt``), ``preprocessor_config.json``
   (``WhisperFeatureExtractor.from_pretrained(folder)``: 128 mel bins, ``chunk_length=300``,
@@ -66,8 +70,18 @@ Audio Flamingo 3 (``nvidia/audio-flamingo-3-hf``)::
   Think mode::
 
     extra = torch.load(folder / "think" / "non_lora_trainables.bin", map_location="cpu")
-    result = model.load_state_dict(extra, strict=False)   # check result.unexpected_keys!
+    extra = {rename(k): v for k, v in extra.items()}       # see below
+    result = model.load_state_dict(extra, strict=False)
+    assert not result.unexpected_keys
     model = PeftModel.from_pretrained(model, folder / "think")
+
+  ``rename``: transformers 5 nests the modules (``model.multi_modal_projector.*``,
+  ``model.language_model.*``, ``model.audio_tower.*``, ``lm_head.*``) while checkpoints keep
+  the flat names (``multi_modal_projector.*``, ``language_model.model.*``,
+  ``language_model.lm_head.*``); ``from_pretrained`` converts them, ``load_state_dict`` does
+  not, and ``strict=False`` then silently drops every key. Keys already in
+  ``model.state_dict()`` are kept as they are. peft's own loader converts the adapter keys
+  (an adapter saved with the flat layout gives the same logits).
 
 Generation in all three: greedy batched output equals unbatched output only with left
 padding and the attention masks passed through (``tests/test_tiny_models.py`` checks it).
@@ -128,12 +142,13 @@ TOKENIZER_KINDS: Dict[str, Dict[str, Any]] = {
 }
 
 #: Number of BPE tokens (bytes + merges) before the special tokens.
-_BPE_VOCAB_SIZE = 400
+_BPE_VOCAB_SIZE = 512
 
 #: Training text: chat framing, MCQ prompt words, letters, digits, punctuation.
 _CORPUS: Tuple[str, ...] = (
     "system\nYou are a helpful assistant.",
-    "user\nassistant\n",
+    "user\nassistant\nuser\nassistant\nsystem\nuser\nassistant\n",
+    "user user user assistant assistant answer answer option option reasoning reasoning",
     "Audio 1: What is the answer? Choose one option.",
     "Listen to the audio and answer the question by choosing the correct option.",
     "Options: (A) dog (B) cat (C) bird (D) car (E) rain (F) music (G) speech (H) silence (I) noise (J) wind",
@@ -198,7 +213,7 @@ _MEL_BINS = 128
 def build_tokenizer(kind: str) -> Any:
     """Build a tiny byte-level BPE ``Qwen2Tokenizer`` with the special tokens of a model family.
 
-    The BPE (400 tokens: 256 bytes + merges) is trained with ``tokenizers`` on built-in
+    The BPE (512 tokens: 256 bytes + merges) is trained with ``tokenizers`` on built-in
     sentences (chat framing, MCQ words, letters A-J, digits) with the Qwen2 pre-tokenizer
     split; being byte-level, any text round-trips. Special tokens follow the vocabulary as
     special ``AddedToken(normalized=False)``; the named ones (``audio_token``...) are set
@@ -228,25 +243,22 @@ def build_tokenizer(kind: str) -> Any:
     from transformers import Qwen2Tokenizer
 
     vocab, merges = _train_bpe()
+    # Ids fixed through added_tokens_decoder (what from_pretrained passes too): the constructor
+    # would otherwise add the specials in attribute order (eos first).
+    added = {len(vocab) + i: AddedToken(t, special=True, normalized=False) for i, t in enumerate(spec["specials"])}
     tok = Qwen2Tokenizer(
         vocab=vocab,
         merges=merges,
         unk_token=None,
         bos_token=None,
-        eos_token=AddedToken(spec["eos"], special=True, normalized=False),
-        pad_token=AddedToken(spec["pad"], special=True, normalized=False),
+        eos_token=spec["eos"],
+        pad_token=spec["pad"],
+        extra_special_tokens=dict(spec["named"]),
+        added_tokens_decoder=added,
         model_max_length=32768,
         errors="replace",
         clean_up_tokenization_spaces=False,
         split_special_tokens=False,
-    )
-    tok.add_special_tokens(
-        {
-            "additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in spec["specials"]],
-        }
-    )
-    tok.add_special_tokens(
-        {"extra_special_tokens": {name: AddedToken(t, special=True, normalized=False) for name, t in spec["named"].items()}}
     )
     expected = {t: len(vocab) + i for i, t in enumerate(spec["specials"])}
     actual = {t: tok.convert_tokens_to_ids(t) for t in spec["specials"]}
@@ -600,7 +612,7 @@ def build_qwen25_omni(
             "mel_dim": 80,
             "upsample_initial_channel": 16,
             "resblock_kernel_sizes": [3],
-            "resblock_dilation_sizes": [[1, 3]],
+            "resblock_dilation_sizes": [[1, 3, 5]],
             "upsample_rates": [4, 2],
             "upsample_kernel_sizes": [8, 4],
         },
@@ -763,10 +775,15 @@ def build_af3_think_adapter(folder: Pathlike, seed: int = 1, rank: int = 4) -> P
     think = path / "think"
     base = AudioFlamingo3ForConditionalGeneration.from_pretrained(path).eval()
     torch.manual_seed(seed)
+    # In-memory names are ``model.multi_modal_projector.*`` (transformers 5); the files use the
+    # checkpoint names ``multi_modal_projector.*``, as in model.safetensors.
     projector = {
-        f"multi_modal_projector.{name}": (param.detach() + 0.05 * torch.randn_like(param)).contiguous()
-        for name, param in base.multi_modal_projector.named_parameters()
+        name[len("model."):]: (param.detach() + 0.05 * torch.randn_like(param)).contiguous()
+        for name, param in base.named_parameters()
+        if name.startswith("model.multi_modal_projector.")
     }
+    if not projector:  # pragma: no cover - guards against a transformers layout change
+        raise RuntimeError("no model.multi_modal_projector.* parameters found in AudioFlamingo3ForConditionalGeneration")
     lora = LoraConfig(
         r=rank,
         lora_alpha=2 * rank,
