@@ -35,3 +35,19 @@ def write_wav():
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def tiny_folders(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Tiny random checkpoints of the real classes, saved like hub folders, built once per session.
+
+    Keys: ``qwen2-audio``, ``qwen2.5-omni``, ``af3`` (with its ``think/`` adapter).
+    """
+    from toolkit.models import tiny
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    folders = {"qwen2-audio": tiny.build_qwen2_audio(root / "qwen2-audio"),
+               "qwen2.5-omni": tiny.build_qwen25_omni(root / "qwen2.5-omni"),
+               "af3": tiny.build_af3(root / "af3")}
+    tiny.build_af3_think_adapter(folders["af3"])
+    return folders

@@ -11,6 +11,10 @@ from toolkit.models.base import Backend, LoadOptions
 #: name -> module that registers it when imported (imported lazily: torch only when needed).
 BACKEND_MODULES: Dict[str, str] = {
     "simulated": "toolkit.models.simulated",
+    "qwen2-audio": "toolkit.models.qwen2_audio",
+    "qwen2.5-omni": "toolkit.models.qwen25_omni",
+    "af3": "toolkit.models.af3",
+    "af3-think": "toolkit.models.af3",
 }
 
 _REGISTRY: Dict[str, Type[Backend]] = {}

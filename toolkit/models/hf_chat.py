@@ -1,0 +1,231 @@
+"""What every transformers chat audio-LLM backend shares: loading, chat prompts, left-padded
+batched generation, decoding, option-letter scoring.
+
+A family module subclasses :class:`HFChatBackend` and sets the model class, and where it
+differs, the processor loading (:meth:`HFChatBackend.load_processor`), the processor call
+(:meth:`HFChatBackend.encode`) or what happens after loading (:meth:`HFChatBackend.after_load`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Optional, Sequence
+
+from toolkit.audio import TARGET_SR
+from toolkit.manifest import letter
+from toolkit.models.base import Backend, Generation, GenerationSettings, LoadOptions, Request
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    """``auto`` -> bfloat16 on GPU, float32 on CPU; ``bf16``/``fp16``/``fp32`` -> the torch dtype.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(DTYPES)}")
+    return getattr(torch, DTYPES[dtype])
+
+
+def pretrained_kwargs(model_path: str, options: LoadOptions) -> Dict[str, Any]:
+    """Keyword arguments shared by every ``from_pretrained`` call of a backend.
+
+    A local folder is read with ``local_files_only=True`` (no download is ever attempted);
+    a hub id follows ``HF_HUB_OFFLINE`` as transformers does.
+    """
+    kwargs: Dict[str, Any] = {"trust_remote_code": options.trust_remote_code}
+    if Path(model_path).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1":
+        kwargs["local_files_only"] = True
+    return kwargs
+
+
+@dataclass
+class Prepared:
+    """A batch of processor outputs on the CPU, ready to move to the model's device."""
+
+    inputs: Any
+    requests: List[Request]
+    prompt_length: int
+
+
+class HFChatBackend(Backend):
+    """A chat model whose processor takes ``text=`` prompts and ``audio=`` 16 kHz clips.
+
+    Class attributes:
+        model_class: name of the ``transformers`` model class.
+        system_prompt: system message put first in every conversation (None: the chat
+            template's default).
+    """
+
+    model_class: ClassVar[str] = ""
+    system_prompt: ClassVar[Optional[str]] = None
+
+    def __init__(self, model: Any, processor: Any, model_path: str, device: str, dtype: Any) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.model_path = model_path
+        self.device = device
+        self.dtype = dtype
+        eos = model.generation_config.eos_token_id
+        self.stop_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        pad = model.generation_config.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.pad_token_id
+        if self.pad_id is not None:
+            self.stop_ids.add(self.pad_id)
+
+    # ---- loading ------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_path: Optional[str], options: LoadOptions) -> "HFChatBackend":
+        """Load processor and model (see :class:`~toolkit.models.base.LoadOptions`), eval mode.
+
+        Raises:
+            ValueError: no ``model_path``.
+        """
+        import transformers
+
+        if not model_path:
+            raise ValueError(f"model {cls.name!r} needs --model-path (a local checkpoint folder or a hub id)")
+        device = resolve_device(options.device)
+        dtype = resolve_dtype(options.dtype, device)
+        common = pretrained_kwargs(model_path, options)
+        processor = cls.load_processor(model_path, common)
+        extra = {"attn_implementation": options.attn_implementation} if options.attn_implementation else {}
+        model = getattr(transformers, cls.model_class).from_pretrained(model_path, dtype=dtype, **common, **extra)
+        model = cls.after_load(model, model_path, options)
+        if options.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, options.adapter)
+        model.to(device).eval()
+        log.info("loaded %s from %s on %s (%s)", cls.model_class, model_path, device, dtype)
+        return cls(model, processor, model_path, device, dtype)
+
+    @classmethod
+    def load_processor(cls, model_path: str, common: Dict[str, Any]) -> Any:
+        """The processor (default: ``AutoProcessor.from_pretrained``)."""
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(model_path, **common)
+
+    @classmethod
+    def after_load(cls, model: Any, model_path: str, options: LoadOptions) -> Any:
+        """Hook for family-specific extras (AF3's think adapter); default: the model as is."""
+        return model
+
+    # ---- prompts ------------------------------------------------------------------------
+    def conversation(self, request: Request) -> List[Dict[str, Any]]:
+        """System message (if any) and one user turn: the audio, then the prompt text."""
+        content: List[Dict[str, Any]] = []
+        if request.audio is not None:
+            content.append({"type": "audio", "audio": "clip.wav"})
+        content.append({"type": "text", "text": request.user_text})
+        turns: List[Dict[str, Any]] = []
+        if self.system_prompt is not None:
+            turns.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
+        return turns + [{"role": "user", "content": content}]
+
+    def chat_text(self, request: Request) -> str:
+        """The templated prompt, ending with the assistant header and any assistant prefix."""
+        text = self.processor.apply_chat_template(self.conversation(request), add_generation_prompt=True,
+                                                  tokenize=False)
+        return text + (request.assistant_prefix or "")
+
+    def encode(self, texts: List[str], audios: Optional[List[Any]]) -> Any:
+        """The processor call: left-padded text, 16 kHz audio, PyTorch tensors."""
+        kwargs: Dict[str, Any] = {"text": texts, "padding": True, "padding_side": "left", "return_tensors": "pt"}
+        if audios is not None:
+            kwargs.update(audio=audios, sampling_rate=TARGET_SR)
+        return self.processor(**kwargs)
+
+    def prepare(self, requests: Sequence[Request]) -> Prepared:
+        """Chat-template and encode a batch on the CPU.
+
+        Raises:
+            ValueError: a batch mixing items with and without audio.
+        """
+        with_audio = [r.audio is not None for r in requests]
+        if any(with_audio) and not all(with_audio):
+            raise ValueError("a batch mixes items with and without audio")
+        audios = [r.audio for r in requests] if all(with_audio) else None
+        inputs = self.encode([self.chat_text(r) for r in requests], audios)
+        return Prepared(inputs=inputs, requests=list(requests), prompt_length=int(inputs["input_ids"].shape[1]))
+
+    # ---- generation ---------------------------------------------------------------------
+    def _to_device(self, inputs: Any) -> Dict[str, Any]:
+        import torch
+
+        out = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
+            out[key] = value
+        return out
+
+    def _n_tokens(self, ids: List[int]) -> int:
+        for index, token in enumerate(ids):
+            if token in self.stop_ids:
+                return index
+        return len(ids)
+
+    def _option_logprobs(self, first_step_logits: Any, request: Request) -> Dict[str, float]:
+        import torch
+
+        logprobs = torch.log_softmax(first_step_logits.float(), dim=-1)
+        out = {}
+        for i in range(len(request.item.choices or ())):
+            token = self.tokenizer.encode(letter(i), add_special_tokens=False)[0]
+            out[letter(i)] = float(logprobs[token])
+        return out
+
+    def generate(self, prepared: Prepared, settings: GenerationSettings, score_options: bool = False) -> List[Generation]:
+        """Generate for a prepared batch; see :meth:`Backend.generate`.
+
+        Option log-probabilities are the log-softmax of the raw logits at the first generated
+        position, read at each option letter's token (``A``, ``B`` ...): meaningful for
+        prompts that ask for the letter first (``direct-v1``).
+        """
+        import torch
+
+        inputs = self._to_device(prepared.inputs)
+        if settings.do_sample:
+            torch.manual_seed(settings.seed)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **settings.generate_kwargs(), pad_token_id=self.pad_id,
+                                      return_dict_in_generate=True, output_logits=score_options)
+        new = out.sequences[:, prepared.prompt_length:].tolist()
+        gens = []
+        for ids in new:
+            n = self._n_tokens(ids)
+            text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
+            gens.append(Generation(text=text, n_new_tokens=n))
+        if score_options:
+            for row, gen in enumerate(gens):
+                gen.option_logprobs = self._option_logprobs(out.logits[0][row], prepared.requests[row])
+        return gens
+
+    def describe(self) -> Dict[str, Any]:
+        """Model class, path, resolved commit (when the folder is a hub snapshot), dtype, device."""
+        return {"backend": self.name, "model_class": self.model_class, "model_path": self.model_path,
+                "revision": getattr(self.model.config, "_commit_hash", None), "dtype": str(self.dtype),
+                "device": self.device, "system_prompt": self.system_prompt}
