@@ -54,6 +54,10 @@ def test_bin_demo_prepares_and_perturbs(tmp_path):
         perturbed = read_manifest(out / "perturbed" / condition / "manifest.jsonl")
         assert [it.id for it in perturbed] == [it.id for it in source]
         assert all((out / "perturbed" / condition / it.audio).is_file() for it in perturbed)
+        rows = [json.loads(line) for line in (out / "runs" / "simulated" / f"{condition}.jsonl").read_text().splitlines()]
+        assert sorted(r["id"] for r in rows) == sorted(it.id for it in source)
+        assert all(r["condition"] == condition and r["error"] is None for r in rows)
+    assert "simulated acc" in proc.stdout
 
 
 def test_demo_rejects_empty_set(tmp_path, capsys):

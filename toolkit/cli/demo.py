@@ -1,13 +1,15 @@
 """``bin/demo``: the built-in default run on a fresh machine (no weights, no datasets).
 
 It generates the synthetic demo set, prepares its manifest (audio checked, sidecar
-written) and perturbs it under a few conditions, then prints a summary. Later stages
-(infer, repair, condition, score) extend the same run.
+written), perturbs it under a few conditions and runs the ``simulated`` backend (a
+stand-in with known accuracy, not a model) on every condition in reasoning mode, then
+prints a summary. Later stages (repair, condition, score) extend the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -38,19 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _summary_lines(items_by_subset: dict, perturbed: dict) -> List[str]:
+def _summary_lines(items_by_subset: dict, perturbed: dict, accuracy: dict) -> List[str]:
     lines = ["demo set: " + ", ".join(f"{n} {subset}" for subset, n in sorted(items_by_subset.items())), "",
-             f"{'condition':<34} {'files':>5} {'errors':>6}  measured"]
+             f"{'condition':<34} {'files':>5} {'errors':>6}  {'simulated acc':>13}  measured"]
     for name, items in perturbed.items():
         ok = [it for it in items if "condition_error" not in it.meta]
         snrs = [it.meta["perturbation"]["snr_measured_db"] for it in ok if "snr_measured_db" in it.meta["perturbation"]]
         shares = [it.meta["perturbation"]["masked_share"] for it in ok if "masked_share" in it.meta["perturbation"]]
         measured = ""
         if snrs:
-            measured = f"SNR {min(snrs):.3f}..{max(snrs):.3f} dB"
+            measured = f"SNR {round(min(snrs), 3) + 0.0:.3f}..{round(max(snrs), 3) + 0.0:.3f} dB"
         elif shares:
             measured = f"masked share {min(shares):.4f}..{max(shares):.4f}"
-        lines.append(f"{name:<34} {len(ok):>5} {len(items) - len(ok):>6}  {measured}")
+        lines.append(f"{name:<34} {len(ok):>5} {len(items) - len(ok):>6}  {accuracy[name]:>13}  {measured}")
     return lines
 
 
@@ -76,10 +78,35 @@ def _run(args: argparse.Namespace) -> int:
     conditions: Sequence[str] = args.conditions or DEFAULT_CONDITIONS
     perturbed = perturb_manifest(items, data_root, conditions, out / "perturbed", seed=args.seed,
                                  workers=args.workers, source_manifest=manifest, progress=not args.quiet)
-    for line in _summary_lines(Counter(it.subset for it in items), perturbed):
+    accuracy = {name: _simulated_accuracy(out, name, args) for name in perturbed}
+    for line in _summary_lines(Counter(it.subset for it in items), perturbed, accuracy):
         print(line)
-    print(f"\nmanifest: {manifest}\nperturbed manifests: {out / 'perturbed'}/<condition>/manifest.jsonl")
+    print(f"\nmanifest: {manifest}\nperturbed manifests: {out / 'perturbed'}/<condition>/manifest.jsonl"
+          f"\nsimulated results: {out / 'runs' / 'simulated'}/<condition>.jsonl")
     return EXIT_OK
+
+
+def _simulated_accuracy(out: Path, condition: str, args: argparse.Namespace) -> str:
+    """Run the simulated backend on one perturbed manifest; ``"correct/answered (pct)"``."""
+    from toolkit.infer import InferConfig, run_inference
+    from toolkit.manifest import read_manifest
+    from toolkit.models.base import GenerationSettings, LoadOptions
+    from toolkit.models.registry import load_backend
+    from toolkit.prompts import get_prompt
+
+    manifest = out / "perturbed" / condition / "manifest.jsonl"
+    prompt = get_prompt("reasoning-v1")
+    config = InferConfig(model="simulated", mode="reasoning", prompt=prompt, seed=args.seed,
+                         settings=GenerationSettings(max_new_tokens=prompt.max_new_tokens))
+    results = out / "runs" / "simulated" / f"{condition}.jsonl"
+    results.unlink(missing_ok=True)  # the demo starts afresh each time
+    results.with_name(results.name + ".meta.json").unlink(missing_ok=True)
+    backend = load_backend("simulated", f"seed={args.seed}", LoadOptions())
+    run_inference(read_manifest(manifest), backend, config, results, manifest.parent, manifest=manifest,
+                  progress=False)
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    correct = sum(bool(r["correct"]) for r in rows)
+    return f"{correct}/{len(rows)} ({100 * correct / max(1, len(rows)):.0f}%)"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
