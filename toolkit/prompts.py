@@ -37,15 +37,12 @@ Example:
 from __future__ import annotations
 
 import difflib
-import logging
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping, Optional, Sequence, Union
 
 from toolkit.errors import InputError
 from toolkit.manifest import Item, format_choices, letter
-
-log = logging.getLogger(__name__)
 
 MODES = ("reasoning", "direct", "conditioned")
 
