@@ -93,3 +93,47 @@ def test_a_local_folder_loads_offline_on_cpu_in_fp32(tiny_folders, monkeypatch):
     assert backend.describe()["device"] == "cpu" and backend.max_audio_seconds == 300.0
     with pytest.raises(ValueError, match="--model-path"):
         load_backend("qwen2-audio", None, LoadOptions())
+
+
+def test_a_killed_run_resumes_to_the_same_rows(tiny_folders, clips, tmp_path):
+    """SIGKILL a real bin/infer mid-run (as a preempted node would), rerun, compare with a clean run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    def command(out: Path) -> list:
+        return [sys.executable, str(REPO / "bin" / "infer"), "--manifest", str(clips), "--model", "qwen2-audio",
+                "--model-path", str(tiny_folders["qwen2-audio"]), "--mode", "reasoning", "--batch-size", "1",
+                "--out", str(out), "--max-new-tokens", "40", "--min-new-tokens", "40", "-q"]
+
+    straight, killed = tmp_path / "straight.jsonl", tmp_path / "killed.jsonl"
+    assert subprocess.run(command(straight), capture_output=True, timeout=300).returncode == 1  # broken clip
+    proc = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not killed.exists() or killed.read_text().count("\n") < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = killed.read_text().count("\n")
+    assert 2 <= written < 7, "the run finished before it could be killed; give it more work"
+    assert subprocess.run(command(killed), capture_output=True, timeout=300).returncode == 1
+    again = [json.loads(line) for line in killed.read_text().splitlines()]
+    assert sorted(r["id"] for r in again) == sorted(_rows(straight))  # each id exactly once
+    strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    assert {r["id"]: strip(r) for r in again} == {i: strip(r) for i, r in _rows(straight).items()}
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import runpy, sys; sys.argv = ['infer', '--help']\n"
+            "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)") % str(REPO / "bin" / "infer")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().endswith("False"), out.stdout[-300:]
