@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from toolkit.models import tiny  # noqa: E402
+from toolkit.models.af3 import to_model_keys  # noqa: E402
 
 SR = 16000
 KINDS = ("qwen2-audio", "qwen2.5-omni", "af3")
@@ -252,27 +253,6 @@ def test_omni_thinker_loads_the_thinker_weights_of_the_full_checkpoint(
 # --------------------------------------------------------------------------- AF3 think
 
 
-def _to_model_keys(state: Dict[str, Any], model: Any) -> Dict[str, Any]:
-    """Map checkpoint names (``multi_modal_projector.*``) to transformers-5 names (``model.multi_modal_projector.*``)."""
-    own = set(model.state_dict())
-    renames = (
-        ("language_model.lm_head.", "lm_head."),
-        ("language_model.model.", "model.language_model."),
-        ("language_model.", "model.language_model."),
-        ("audio_tower.", "model.audio_tower."),
-        ("multi_modal_projector.", "model.multi_modal_projector."),
-    )
-    out = {}
-    for key, value in state.items():
-        if key not in own:
-            for old, new in renames:
-                if key.startswith(old):
-                    key = new + key[len(old) :]
-                    break
-        out[key] = value
-    return out
-
-
 def test_af3_think_adapter_loads_with_peft_and_changes_the_logits(
     tiny_folders: Dict[str, Path], loaded: Dict[str, Tuple[Any, Any]]
 ) -> None:
@@ -291,7 +271,7 @@ def test_af3_think_adapter_loads_with_peft_and_changes_the_logits(
     # Pitfall: with transformers 5 the checkpoint names no longer match the module tree, and
     # strict=False would silently ignore every key.
     assert set(model.load_state_dict(extra, strict=False).unexpected_keys) == set(extra)
-    result = model.load_state_dict(_to_model_keys(extra, model), strict=False)
+    result = model.load_state_dict(to_model_keys(extra, set(model.state_dict())), strict=False)
     assert result.unexpected_keys == []
     assert torch.equal(model.model.multi_modal_projector.linear_1.weight, extra["multi_modal_projector.linear_1.weight"])
 
