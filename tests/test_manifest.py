@@ -90,3 +90,14 @@ def test_sidecar_records_provenance(tmp_path):
     assert meta["stage"] == "prepare" and meta["params"] == {"seed": 3} and meta["argv"] == ["bin/prepare", "x"]
     assert meta["packages"]["numpy"]
     assert meta["toolkit_version"]
+
+
+def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = write_manifest(tmp_path / "m.jsonl", [_item(0)])
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
