@@ -93,11 +93,7 @@ def test_sidecar_records_provenance(tmp_path):
 
 
 def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
-    import os
+    from toolkit.atomic import UMASK
 
-    mask = os.umask(0o022)
-    try:
-        path = write_manifest(tmp_path / "m.jsonl", [_item(0)])
-    finally:
-        os.umask(mask)
-    assert path.stat().st_mode & 0o777 == 0o644
+    path = write_manifest(tmp_path / "m.jsonl", [_item(0)])
+    assert path.stat().st_mode & 0o777 == 0o666 & ~UMASK

@@ -34,7 +34,7 @@ def atomic_output(path: Pathlike, fsync: bool = True) -> Iterator[BinaryIO]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; outputs get the usual mode
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -47,10 +47,14 @@ def atomic_output(path: Pathlike, fsync: bool = True) -> Iterator[BinaryIO]:
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: Read once at import: setting the umask to read it is a process-wide race with writer threads.
+UMASK = _read_umask()
 
 
 def atomic_write_bytes(path: Pathlike, data: bytes) -> Path:
