@@ -231,6 +231,12 @@ def _stem(word: str) -> str:
     return _stemmer().stem(word)
 
 
+def preload() -> None:
+    """Import the word rules' stemmer now (nltk takes ~1.5 s), e.g. on a background thread
+    at start-up, so that the first extraction does not stall a caller's main loop."""
+    _stemmer()
+
+
 @functools.lru_cache(maxsize=1)
 def _stemmer():
     from nltk.stem.porter import PorterStemmer  # imports all of nltk (~1.5 s): only when a word rule runs
