@@ -21,7 +21,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -115,21 +115,21 @@ def _duration(item: Item, data_root: Optional[Path]) -> float:
         return 0.0
 
 
-def plan_units(items: Sequence[Item], done: set, num_runs: int, data_root: Optional[Path]) -> List[_Unit]:
-    """Pending (item, run) units in processing order: by run, then longest clip first, then id.
+def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable[[Item], float]) -> List[_Unit]:
+    """Pending (item, run) units in processing order: by run, then longest prompt first, then id.
 
     Args:
         items: the shard's items.
         done: (id, run) pairs already written.
         num_runs: runs per item.
-        data_root: where relative audio paths resolve.
+        length: the expected prompt length of an item (sort key; see :meth:`Runner.length_hint`).
 
     Returns:
-        The units still to do.
+        The units still to do. Neighbours have similar lengths, so batches carry little padding.
     """
-    durations = {item.id: _duration(item, data_root) for item in items}
+    lengths = {item.id: length(item) for item in items}
     units = [_Unit(item, run) for run in range(num_runs) for item in items if (item.id, run) not in done]
-    units.sort(key=lambda u: (u.run, -durations[u.item.id], u.item.id))
+    units.sort(key=lambda u: (u.run, -lengths[u.item.id], u.item.id))
     return units
 
 
@@ -146,6 +146,14 @@ class Runner:
         self.backend = backend
         self.config = config
         self.data_root = None if data_root is None else Path(data_root)
+
+    def length_hint(self, item: Item) -> float:
+        """The backend's estimate of the item's prompt length (0 when the prompt cannot be rendered)."""
+        try:
+            text = render_user_text(self.config.prompt, item)
+        except InputError:
+            return 0.0
+        return self.backend.prompt_length_hint(text, _duration(item, self.data_root))
 
     # ---- building requests (background thread) -------------------------------------------
     def _audio_for(self, unit: _Unit) -> Tuple[Optional[np.ndarray], Dict[str, Any]]:
@@ -357,7 +365,7 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
     _check_or_write_sidecar(Path(out), backend, config, shard_items, root, shard, manifest)
     runner = Runner(backend, config, root)
     with ShardWriter(out) as writer:
-        units = plan_units(shard_items, writer.done, config.num_runs, root)
+        units = plan_units(shard_items, writer.done, config.num_runs, runner.length_hint)
         skipped = len(shard_items) * config.num_runs - len(units)
         summary = runner.run(units, writer, progress)
     summary.skipped = skipped

@@ -158,6 +158,11 @@ class Backend(abc.ABC):
             One generation per request, in order.
         """
 
+    def prompt_length_hint(self, user_text: str, audio_seconds: float) -> float:
+        """An estimate of the prompt length, used only to sort items into batches of similar
+        length (less padding). Default: the clip length."""
+        return audio_seconds
+
     def chat_text(self, request: Request) -> str:
         """The full prompt text the model sees for ``request`` (chat template applied), for sidecars."""
         return request.user_text

@@ -75,10 +75,12 @@ class HFChatBackend(Backend):
         model_class: name of the ``transformers`` model class.
         system_prompt: system message put first in every conversation (None: the chat
             template's default).
+        audio_tokens_per_second: audio placeholder tokens per second of audio (for sorting).
     """
 
     model_class: ClassVar[str] = ""
     system_prompt: ClassVar[Optional[str]] = None
+    audio_tokens_per_second: ClassVar[float] = 25.0  # Whisper-style encoders: 100 mel frames/s, 4x down
 
     def __init__(self, model: Any, processor: Any, model_path: str, device: str, dtype: Any) -> None:
         self.model = model
@@ -150,6 +152,13 @@ class HFChatBackend(Backend):
         text = self.processor.apply_chat_template(self.conversation(request), add_generation_prompt=True,
                                                   tokenize=False)
         return text + (request.assistant_prefix or "")
+
+    def prompt_length_hint(self, user_text: str, audio_seconds: float) -> float:
+        """Text tokens of the prompt plus the audio tokens its (possibly cut) clip expands to."""
+        if self.max_audio_seconds is not None:
+            audio_seconds = min(audio_seconds, self.max_audio_seconds)
+        text_tokens = len(self.tokenizer(user_text, add_special_tokens=False)["input_ids"])
+        return text_tokens + self.audio_tokens_per_second * audio_seconds
 
     def encode(self, texts: List[str], audios: Optional[List[Any]]) -> Any:
         """The processor call: left-padded text, 16 kHz audio, PyTorch tensors."""
