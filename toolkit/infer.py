@@ -26,7 +26,6 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from toolkit.answers import extract_answer, split_reasoning
-from toolkit.answers import preload as preload_answer_rules
 from toolkit.audio import TARGET_SR, audio_info, load_audio
 from toolkit.errors import ConditionError, InputError, Pathlike
 from toolkit.manifest import Item, resolve_audio
@@ -287,7 +286,6 @@ class Runner:
         batches = list(_batches(units, self.config.batch_size))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer-prepare") as pool, \
                 tqdm(total=len(units), desc=f"infer {self.config.model}", unit="item", disable=not progress) as bar:
-            pool.submit(preload_answer_rules)  # nltk's import would otherwise stall the first row
             futures: List[Future] = [pool.submit(self.prepare_batch, batches[0])] if batches else []
             for index, batch in enumerate(batches):
                 ready, prepared = futures.pop().result()

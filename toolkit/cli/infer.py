@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import threading
+
+    from toolkit.answers import preload as preload_answer_rules
     from toolkit.infer import InferConfig, run_inference
     from toolkit.manifest import read_manifest
     from toolkit.models.base import GenerationSettings, LoadOptions
@@ -104,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
                          score_options=args.score_options, model_label=args.model_label)
     options = LoadOptions(dtype=args.dtype, device=args.device, attn_implementation=args.attn_implementation,
                           trust_remote_code=args.trust_remote_code, adapter=args.adapter)
+    # nltk (answer extraction's stemmer) takes ~1.5 s to import: overlap it with model loading
+    threading.Thread(target=preload_answer_rules, name="preload-answer-rules", daemon=True).start()
     backend = load_backend(args.model, args.model_path, options)
     data_root = args.data_root if args.data_root is not None else args.manifest.parent
     summary = run_inference(items, backend, config, args.out, data_root, shard=shard, manifest=args.manifest,
