@@ -334,6 +334,16 @@ def text_config_sizes(hidden_size: int, num_layers: int) -> Dict[str, int]:
     }
 
 
+def _qwen2_text_kwargs(tok: Any, hidden_size: int, num_layers: int, max_positions: int,
+                       rope_theta: float) -> Dict[str, Any]:
+    """Qwen2Config arguments shared by the Qwen2-Audio and AF3 builders (sizes, vocab, pad, RoPE)."""
+    sizes = text_config_sizes(hidden_size, num_layers)
+    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+    return {**{k: sizes[k] for k in keys}, "vocab_size": len(tok), "max_position_embeddings": max_positions,
+            "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta},
+            "tie_word_embeddings": False, "pad_token_id": tok.pad_token_id}
+
+
 def _audio_encoder_sizes(d_model: int, num_layers: int = 2) -> Dict[str, int]:
     """Whisper-style encoder sizes for width ``d_model`` (head size 16 below 256, else 64)."""
     head = 16 if d_model < 256 else 64
@@ -423,23 +433,9 @@ def build_qwen2_audio(
 
     path = _prepare_folder(folder)
     tok = build_tokenizer("qwen2-audio")
-    sizes = text_config_sizes(hidden_size, num_layers)
     enc = _audio_encoder_sizes(audio_d_model, audio_layers)
-    text_config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=sizes["hidden_size"],
-        intermediate_size=sizes["intermediate_size"],
-        num_hidden_layers=sizes["num_hidden_layers"],
-        num_attention_heads=sizes["num_attention_heads"],
-        num_key_value_heads=sizes["num_key_value_heads"],
-        max_position_embeddings=8192,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        bos_token_id=tok.pad_token_id,
-        eos_token_id=tok.pad_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    text_config = Qwen2Config(**_qwen2_text_kwargs(tok, hidden_size, num_layers, 8192, 10000.0), rms_norm_eps=1e-5,
+                              bos_token_id=tok.pad_token_id, eos_token_id=tok.pad_token_id)
     audio_config = Qwen2AudioEncoderConfig(
         num_mel_bins=_MEL_BINS,
         encoder_layers=enc["layers"],
@@ -693,22 +689,9 @@ def build_af3(
     path = _prepare_folder(folder)
     tok = build_tokenizer("af3")
     tok.chat_template = _AF3_TOKENIZER_CHAT_TEMPLATE
-    sizes = text_config_sizes(hidden_size, num_layers)
     enc = _audio_encoder_sizes(audio_d_model, audio_layers)
-    text_config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=sizes["hidden_size"],
-        intermediate_size=sizes["intermediate_size"],
-        num_hidden_layers=sizes["num_hidden_layers"],
-        num_attention_heads=sizes["num_attention_heads"],
-        num_key_value_heads=sizes["num_key_value_heads"],
-        max_position_embeddings=32768,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    text_config = Qwen2Config(**_qwen2_text_kwargs(tok, hidden_size, num_layers, 32768, 1000000.0),
+                              bos_token_id=None, eos_token_id=tok.eos_token_id)
     audio_config = AudioFlamingo3EncoderConfig(
         num_mel_bins=_MEL_BINS,
         num_hidden_layers=enc["layers"],
