@@ -87,6 +87,9 @@ def test_perturbed_manifest_gives_the_same_rows_as_the_on_the_fly_condition(demo
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(from_files)]
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(on_the_fly)]
     assert {r["condition"] for r in strip} == {"mask-p60-contiguous-noise"}
+    # a second condition on top of a perturbed manifest is refused, not silently ignored
+    assert _infer(tmp_path / "p" / "mask-p60-contiguous-noise" / "manifest.jsonl", tmp_path / "x.jsonl",
+                  "--mode", "direct", "--condition", "noise-snr0") == 2
 
 
 def test_resume_cuts_a_torn_line_and_finishes_with_each_id_once(demo, tmp_path):

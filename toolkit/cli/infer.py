@@ -99,6 +99,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"infer: error: prompt {prompt.name!r} is a {prompt.mode} prompt, not {args.mode}", file=sys.stderr)
         return EXIT_BAD_INPUT
     items = read_manifest(args.manifest)
+    applied = sorted({str(it.meta["condition"]) for it in items if "condition" in it.meta})
+    if applied and condition != "clean":
+        print(f"infer: error: {args.manifest} is a perturbed manifest (condition {', '.join(applied)}); "
+              f"--condition {condition} would apply a second one. Use the clean manifest with --condition, "
+              "or this one without it.", file=sys.stderr)
+        return EXIT_BAD_INPUT
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens or prompt.max_new_tokens, do_sample=args.sample,
                                   temperature=args.temperature, top_p=args.top_p, num_beams=args.num_beams,
                                   min_new_tokens=args.min_new_tokens)
