@@ -188,3 +188,17 @@ def test_simulated_follows_an_injected_answer_at_the_configured_rate(demo):
                           assistant_prefix=f"So the answer is ({'ABCD'[wrong]}).")
         followed += backend.choose(request) == wrong
     assert abs(followed / len(items) - 0.7) < 3.5 * math.sqrt(0.21 / len(items))
+
+
+def test_items_that_cannot_share_a_batch_run_one_by_one(demo, tmp_path, tiny_folders):
+    """A text-only item next to audio items: the processor refuses the mixed batch; nothing is lost."""
+    items = read_manifest(demo)[:3]
+    items.append(Item(id="text-only", dataset="demo", audio=None, question="Which letter comes first?",
+                      choices=["A", "B"], answer=0))
+    write_manifest(tmp_path / "m.jsonl", items)
+    out = tmp_path / "r.jsonl"
+    assert main(["--manifest", str(tmp_path / "m.jsonl"), "--data-root", str(demo.parent), "--model", "qwen2-audio",
+                 "--model-path", str(tiny_folders["qwen2-audio"]), "--mode", "direct", "--batch-size", "4",
+                 "--max-new-tokens", "4", "--min-new-tokens", "4", "--out", str(out), "-q"]) == 0
+    rows = {r["id"]: r for r in _rows(out)}
+    assert len(rows) == 4 and all(r["error"] is None and r["n_new_tokens"] == 4 for r in rows.values())

@@ -190,31 +190,30 @@ class Runner:
         except (OSError, RuntimeError, ValueError, ConditionError, InputError) as exc:
             unit.error = f"{type(exc).__name__}: {exc}"
 
-    def prepare_batch(self, units: List[_Unit]) -> Tuple[List[_Unit], Any]:
-        """Requests for ``units`` and the backend's prepared inputs (failures isolated per unit)."""
+    def prepare_batch(self, units: List[_Unit]) -> List[Tuple[List[_Unit], Any]]:
+        """Requests for ``units`` and the backend's prepared inputs, as groups to generate.
+
+        Normally one group (the batch). When the backend cannot prepare the batch as a whole
+        (a bad item, or items that cannot share a batch), each unit is prepared alone: those
+        that fail get ``error``, the others become groups of one.
+        """
         for unit in units:
             self.build_request(unit)
         ready = [u for u in units if u.request is not None]
         if not ready:
-            return [], None
+            return []
         try:
-            return ready, self.backend.prepare([u.request for u in ready])
+            return [(ready, self.backend.prepare([u.request for u in ready]))]
         except Exception as exc:  # noqa: BLE001 - isolate the failing item below
-            if len(ready) == 1:
-                ready[0].error = f"prepare failed: {type(exc).__name__}: {exc}"
-                return [], None
-            log.warning("preparing a batch of %d failed (%s); preparing items one by one", len(ready), exc)
-            return self._prepare_singly(ready)
-
-    def _prepare_singly(self, units: List[_Unit]) -> Tuple[List[_Unit], Any]:
-        good = []
-        for unit in units:
+            if len(ready) > 1:
+                log.warning("preparing a batch of %d failed (%s); preparing items one by one", len(ready), exc)
+        groups = []
+        for unit in ready:
             try:
-                self.backend.prepare([unit.request])
-                good.append(unit)
+                groups.append(([unit], self.backend.prepare([unit.request])))
             except Exception as exc:  # noqa: BLE001
                 unit.error = f"prepare failed: {type(exc).__name__}: {exc}"
-        return (good, self.backend.prepare([u.request for u in good])) if good else ([], None)
+        return groups
 
     # ---- generating (main thread) -----------------------------------------------------------
     def _settings_for(self, run: int) -> GenerationSettings:
@@ -288,10 +287,10 @@ class Runner:
                 tqdm(total=len(units), desc=f"infer {self.config.model}", unit="item", disable=not progress) as bar:
             futures: List[Future] = [pool.submit(self.prepare_batch, batches[0])] if batches else []
             for index, batch in enumerate(batches):
-                ready, prepared = futures.pop().result()
+                groups = futures.pop().result()
                 if index + 1 < len(batches):
                     futures.append(pool.submit(self.prepare_batch, batches[index + 1]))
-                results = self.generate(ready, prepared) if ready else []
+                results = [result for ready, prepared in groups for result in self.generate(ready, prepared)]
                 generated = {id(unit) for unit, _, _ in results}
                 results += [(unit, None, 0.0) for unit in batch if id(unit) not in generated]
                 for unit, out, seconds in results:
