@@ -1,0 +1,212 @@
+"""Re-extract answers in existing result rows: fill nulls, or re-parse every label on request.
+
+:func:`repair_rows` runs :func:`toolkit.answers.extract_answer` on the raw output of each
+prediction that is null (every prediction with ``reparse_all``), using the item's options
+from the manifest. It edits the rows in place, in their own format:
+
+* toolkit rows: ``pred``, ``pred_source`` (the rule that fired, None when none did) and ``correct``;
+* earlier-scripts rows: ``predicted_letters[run]`` (a letter or null) and ``accuracy``,
+  the mean over runs of ``predicted_letters[run] == true_letter`` (a null is wrong), as
+  the earlier scripts computed it.
+
+A prediction the cascade cannot decide stays null: no option is ever picked at random.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from toolkit.answers import Extraction, extract_answer
+from toolkit.errors import InputError
+from toolkit.manifest import Item, letter
+from toolkit.results import SEED, TOOLKIT, ResultRow, letter_index
+
+log = logging.getLogger(__name__)
+
+#: How many relabelled predictions :class:`RepairReport` keeps as examples.
+MAX_EXAMPLES = 10
+#: ``(run, old pred, new pred, extraction)`` for one re-parsed prediction.
+Reparsed = Tuple[int, Optional[int], Optional[int], Extraction]
+#: ``by_rule`` key for re-parsed predictions where no rule fired.
+NO_RULE = "none"
+
+
+@dataclass
+class RepairReport:
+    """What :func:`repair_rows` did.
+
+    Attributes:
+        rows: rows processed.
+        predictions: predictions (row x run) in those rows.
+        nulls_before: null predictions before repair.
+        nulls_after: null predictions after repair.
+        filled: null predictions that received an option.
+        items_changed: distinct item ids with at least one prediction changed.
+        by_rule: re-parsed predictions per deciding rule (``"none"``: no rule fired).
+        missed_reasoning: reasoning-mode predictions whose reasoning is empty.
+        reparse_all: whether every prediction was re-parsed.
+        relabelled: existing (non-null) labels that changed (only with ``reparse_all``).
+        relabel_reasons: those changes per deciding rule (or null reason).
+        examples: up to :data:`MAX_EXAMPLES` changes: ``id``, ``run``, ``old``, ``new``, ``rule``.
+    """
+
+    rows: int = 0
+    predictions: int = 0
+    nulls_before: int = 0
+    nulls_after: int = 0
+    filled: int = 0
+    items_changed: int = 0
+    by_rule: Dict[str, int] = field(default_factory=dict)
+    missed_reasoning: int = 0
+    reparse_all: bool = False
+    relabelled: int = 0
+    relabel_reasons: Dict[str, int] = field(default_factory=dict)
+    examples: List[Dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The report as a JSON-ready dict (for the sidecar)."""
+        return dict(vars(self))
+
+    def lines(self) -> List[str]:
+        """The report as printable lines."""
+        rules = ", ".join(f"{k} {v}" for k, v in sorted(self.by_rule.items(), key=lambda kv: (-kv[1], kv[0])))
+        out = [f"rows {self.rows}, predictions {self.predictions}",
+               f"nulls {self.nulls_before} -> {self.nulls_after} (filled {self.filled})",
+               f"items changed {self.items_changed}",
+               f"per rule: {rules or '-'}",
+               f"missed reasoning {self.missed_reasoning}"]
+        if self.reparse_all:
+            out.append(self.relabel_line())
+            out += [f"  {e['id']} run {e['run']}: {e['old']} -> {e['new']} ({e['rule']})" for e in self.examples]
+        return out
+
+    def relabel_line(self) -> str:
+        """One line: how many existing labels re-parsing changed, and why."""
+        why = ", ".join(f"{k} {v}" for k, v in sorted(self.relabel_reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+        return f"existing labels changed {self.relabelled}" + (f" ({why})" if why else "")
+
+
+def repair_rows(
+    rows: Sequence[ResultRow],
+    fmt: str,
+    items_by_id: Mapping[str, Item],
+    reparse_all: bool = False,
+    mode: Optional[str] = None,
+) -> RepairReport:
+    """Re-extract answers in ``rows`` (edited in place).
+
+    Args:
+        rows: rows from :func:`toolkit.results.read_results`.
+        fmt: their format, ``"toolkit"`` or ``"seed"``.
+        items_by_id: manifest items by id (their ``choices`` are parsed against; toolkit rows
+            are scored against ``answer``, earlier rows against their ``true_letter``).
+        reparse_all: re-parse every prediction, not only nulls, replacing labels with what
+            the cascade finds (a null when it finds none).
+        mode: mode of earlier-scripts rows (they do not record it; see
+            :func:`toolkit.results.seed_mode_from_name`). ``"direct"`` rows are not counted
+            as missed reasoning; any other value, or None, counts empty reasoning entries.
+            Toolkit rows use their own ``mode``.
+
+    Returns:
+        The :class:`RepairReport`.
+
+    Raises:
+        InputError: a row whose id is not in the manifest (naming the file and line), an
+            item without options, or an unknown ``fmt``.
+    """
+    if fmt not in (TOOLKIT, SEED):
+        raise InputError(f"unknown result format {fmt!r}; valid: {[TOOLKIT, SEED]}")
+    report = RepairReport(rows=len(rows), reparse_all=reparse_all)
+    rules: Counter = Counter()
+    reasons: Counter = Counter()
+    changed_ids = set()
+    for row in rows:
+        item = items_by_id.get(row.id)
+        if item is None:
+            raise InputError(f"id {row.id!r} is not in the manifest", row.path, row.line, row.id)
+        if not item.choices:
+            raise InputError(f"item {row.id!r} has no options to extract an answer from", row.path, row.line, row.id)
+        reparsed = (_repair_toolkit(row, item, reparse_all, report) if fmt == TOOLKIT
+                    else _repair_seed(row, item, reparse_all, mode, report))
+        for run, old, new, found in reparsed:
+            rules[found.source or NO_RULE] += 1
+            if old == new:
+                continue
+            changed_ids.add(row.id)
+            if old is None:
+                report.filled += 1
+                continue
+            report.relabelled += 1
+            reasons[found.source or NO_RULE] += 1
+            if len(report.examples) < MAX_EXAMPLES:
+                report.examples.append({"id": row.id, "run": run, "old": letter(old),
+                                        "new": None if new is None else letter(new), "rule": _why(found)})
+    report.items_changed = len(changed_ids)
+    report.by_rule = dict(rules)
+    report.relabel_reasons = dict(reasons)
+    log.debug("repair: %s", report.to_dict())
+    return report
+
+
+def _why(found: Extraction) -> str:
+    """The rule that decided, with the reason when it gave no option ("refusal: I'm sorry")."""
+    rule = found.source or NO_RULE
+    if found.reason is None or found.reason.startswith(rule):
+        return found.reason or rule
+    return f"{rule}: {found.reason}"
+
+
+def _repair_toolkit(row: ResultRow, item: Item, reparse_all: bool, report: RepairReport) -> Iterator[Reparsed]:
+    """Yield ``(run, old, new, extraction)`` for the re-parsed prediction of a toolkit row."""
+    d = row.data
+    report.predictions += 1
+    old = d["pred"]
+    report.nulls_before += old is None
+    if d.get("mode") == "reasoning" and not d.get("reasoning"):
+        report.missed_reasoning += 1
+    if d["raw_output"] is not None and (old is None or reparse_all):
+        found = extract_answer(d["raw_output"], item.choices)
+        d["pred"], d["pred_source"] = found.pred, found.source
+        if item.answer is not None:
+            accepted = set(item.meta.get("equivalent_answers", [])) | {item.answer}
+            d["correct"] = found.pred in accepted
+        yield d.get("run", 0), old, found.pred, found
+    report.nulls_after += d["pred"] is None
+
+
+def _repair_seed(row: ResultRow, item: Item, reparse_all: bool, mode: Optional[str],
+                 report: RepairReport) -> Iterator[Reparsed]:
+    """Yield ``(run, old, new, extraction)`` for each re-parsed run of an earlier-scripts row."""
+    d = row.data
+    letters: List[Optional[str]] = d["predicted_letters"]
+    reasoning = d.get("reasoning") or [None] * len(letters)
+    for run, raw in enumerate(d["raw_model_outputs"]):
+        report.predictions += 1
+        old_letter = letters[run]
+        report.nulls_before += old_letter is None
+        if mode != "direct" and not reasoning[run]:
+            report.missed_reasoning += 1
+        if old_letter is None or reparse_all:
+            found = extract_answer(raw, item.choices)
+            letters[run] = None if found.pred is None else letter(found.pred)
+            yield run, letter_index(old_letter), found.pred, found
+        report.nulls_after += letters[run] is None
+    d["accuracy"] = seed_accuracy(letters, d["true_letter"])
+
+
+def seed_accuracy(predicted_letters: Sequence[Optional[str]], true_letter: str) -> float:
+    """The earlier scripts' per-item accuracy: share of runs whose letter is ``true_letter``.
+
+    Args:
+        predicted_letters: one letter (or None) per run.
+        true_letter: the gold letter.
+
+    Returns:
+        The mean over runs, a null counting as wrong (0.0 when there are no runs).
+    """
+    if not predicted_letters:
+        return 0.0
+    return sum(p == true_letter for p in predicted_letters) / len(predicted_letters)
