@@ -1,0 +1,183 @@
+"""bin/score: group tables, baseline statistics, output formats, plots, the official matcher."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+
+from conftest import REPO
+from toolkit.cli.score import main
+from toolkit.errors import InputError
+from toolkit.manifest import Item, write_manifest
+from toolkit.official import export_rows, string_match
+from toolkit.score import load_scored, score_groups, seed_condition_from_name
+
+CHOICES = ["cat", "dog", "cow"]
+# Item i: clean and noise predictions (None = null); the answer is always 0 ("cat").
+CLEAN = [0, 0, 0, 0, 0, 0, 1, 1, None, None]
+NOISE = [0, 0, 0, 1, 1, 1, 0, 2, 2, 2]
+
+
+def _row(i: int, pred: Optional[int], condition: str) -> dict:
+    final = "I cannot tell." if pred is None else f"The answer is {CHOICES[pred]}."
+    reasoning = "" if condition == "clean" and i >= 8 else "It meows."
+    return {"id": f"it{i}", "model": "m", "condition": condition, "mode": "reasoning", "run": 0,
+            "raw_output": f"{reasoning} {final}".strip(), "reasoning": reasoning, "pred": pred,
+            "pred_source": None, "correct": pred == 0, "error": None}
+
+
+def _write(path: Path, preds: List[Optional[int]], condition: str) -> Path:
+    path.write_text("".join(json.dumps(_row(i, p, condition)) + "\n" for i, p in enumerate(preds)))
+    return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict:
+    items = [Item(id=f"it{i}", dataset="demo", audio=f"{i}.wav", question="Which animal?", choices=CHOICES,
+                  answer=0, hop="single" if i % 2 == 0 else "multi") for i in range(10)]
+    return {"clean": _write(tmp_path / "clean.jsonl", CLEAN, "clean"),
+            "noise": _write(tmp_path / "noise.jsonl", NOISE, "noise"),
+            "manifest": write_manifest(tmp_path / "manifest.jsonl", items)}
+
+
+def _json_table(capsys, argv: List[str]) -> List[dict]:
+    assert main(argv + ["--format", "json", "-q"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_counts_accuracy_and_wilson(files, capsys):
+    assert main([str(files["clean"]), "-q"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| condition | mode | items | nulls | correct | acc | acc_low | acc_high |")
+    # 6 correct of 10 (2 nulls counted wrong), 6 of 8 answered; Wilson 95% of 6/10 = [31.27, 83.18]
+    assert table[2] == "| clean | reasoning | 10 | 2 | 6 | 60.00 | 31.27 | 83.18 | 75.00 | 2 |"
+
+
+def test_grouping_by_hop_with_manifest(files, capsys):
+    rows = _json_table(capsys, [str(files["clean"]), str(files["noise"]), "--manifest", str(files["manifest"]),
+                                "--by", "dataset,condition,hop"])
+    got = {(r["condition"], r["hop"]): (r["items"], r["nulls"], r["correct"]) for r in rows}
+    assert [r["dataset"] for r in rows] == ["demo"] * 4
+    assert got == {("clean", "multi"): (5, 1, 3), ("clean", "single"): (5, 1, 3),
+                   ("noise", "multi"): (5, 0, 1), ("noise", "single"): (5, 0, 3)}
+
+
+def test_baseline_comparison(files, capsys):
+    (row,) = _json_table(capsys, [str(files["noise"]), "--baseline", str(files["clean"])])
+    # clean right / noise wrong on it3-5 (b10 = 3), clean wrong / noise right on it6 (b01 = 1):
+    # p = 2 * P[Binom(4, 1/2) <= 1] = 2 * 5/16; delta = (4 - 6) / 10 = -20 points.
+    assert (row["condition"], row["paired"], row["mcnemar_b01"], row["mcnemar_b10"]) == ("noise", 10, 1, 3)
+    assert row["mcnemar_p"] == pytest.approx(0.625)
+    assert row["mcnemar_p_holm"] == pytest.approx(0.625)
+    assert row["delta_pts"] == pytest.approx(-20.0)
+    assert row["delta_low_pts"] <= -20.0 <= row["delta_high_pts"]
+    # non-null pairs it0-7: equal on it0-2 -> 3/8; kappa with marginals (6,2,0)/8 vs (4,3,1)/8
+    assert row["consistency"] == pytest.approx(3 / 8)
+    assert row["flip_rate"] == pytest.approx(5 / 8)
+    p_e = 6 / 8 * 4 / 8 + 2 / 8 * 3 / 8
+    assert row["kappa"] == pytest.approx((3 / 8 - p_e) / (1 - p_e))
+
+
+def test_holm_across_groups(files):
+    rows = load_scored([files["noise"]])
+    base = load_scored([files["clean"]])
+    for r in rows[:5]:
+        r.keys["model"] = "other"
+    groups = score_groups(rows, by=("model",), baseline=base)
+    raw = sorted(g.mcnemar_p for g in groups)
+    assert sorted(g.mcnemar_p_holm for g in groups) == pytest.approx([min(1.0, 2 * raw[0]), max(2 * raw[0], raw[1])])
+
+
+def test_formats_parse_and_out_file(files, tmp_path, capsys):
+    args = [str(files["clean"]), str(files["noise"]), "-q"]
+    assert main(args + ["--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["condition"], r["acc"]) for r in rows] == [("clean", "60.00"), ("noise", "40.00")]
+    out = tmp_path / "t.md"
+    assert main(args + ["--out", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 and all(line.startswith("|") and line.endswith("|") for line in lines)
+    assert json.loads((tmp_path / "t.md.meta.json").read_text())["stage"] == "score"
+
+
+def test_plots(files, tmp_path, capsys):
+    assert main([str(files["clean"]), str(files["noise"]), "--plots", str(tmp_path / "plots"), "-q"]) == 0
+    png = tmp_path / "plots" / "accuracy.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("prediction, correct", [
+    ("The answer is cat.", True),
+    ("(A) Cat", True),
+    ("cat, not a dog", False),  # a competing option's token
+    ("a cow", False),
+    ("", False),
+])
+def test_string_match(prediction, correct):
+    assert string_match("cat", prediction, CHOICES) is correct
+
+
+def test_string_match_shared_tokens():
+    choices = ["a small dog", "a big dog", "a cat"]
+    assert string_match("a small dog", "It is a small dog", choices)  # "a", "dog" are answer tokens
+    assert not string_match("a small dog", "small dog", choices)  # answer token "a" missing
+    assert not string_match("a small dog", "a small or big dog", choices)
+
+
+def test_official_column_and_export(files, tmp_path, capsys):
+    export = tmp_path / "mmar.json"
+    (row,) = _json_table(capsys, [str(files["clean"]), "--manifest", str(files["manifest"]),
+                                  "--official", "mmar", "--export", str(export)])
+    assert row["official_acc"] == pytest.approx(0.6)
+    data = json.loads(export.read_text())
+    assert data[0]["answer_prediction"] == "The answer is cat." and data[0]["answer"] == "cat"
+    rows = load_scored([files["clean"]], {f"it{i}": it for i, it in enumerate(_items(files))})
+    assert export_rows(rows, "mmau")[6]["model_output"] == "The answer is dog."
+
+
+def _items(files) -> List[Item]:
+    from toolkit.manifest import read_manifest
+    return read_manifest(files["manifest"])
+
+
+def test_bad_input(files, tmp_path, capsys):
+    assert main([str(files["clean"]), "--by", "colour", "-q"]) == 2
+    assert main([str(files["clean"]), "--official", "mmau", "-q"]) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(_row(0, 0, "clean")) + "\n{oops\n")
+    assert main([str(bad), "-q"]) == 2
+    assert f"{bad}:2" in capsys.readouterr().err
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({**_row(0, 0, "clean"), "id": "zz"}) + "\n")
+    with pytest.raises(InputError, match=r"other.jsonl:1.*not in the manifest"):
+        load_scored([other], {item.id: item for item in _items(files)})
+
+
+def test_seed_condition_from_name():
+    assert seed_condition_from_name("mask_p20_animal_REAS.jsonl") == "mask_p20"
+    assert seed_condition_from_name("baseline_mmau_No_REAS.jsonl") == "baseline"
+    assert seed_condition_from_name("clean.jsonl") == "clean"
+
+
+def test_bin_score_help():
+    out = subprocess.run([sys.executable, str(REPO / "bin" / "score"), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--baseline" in out.stdout
+
+
+def test_real_seed_animal(shared_data, capsys):
+    path = shared_data / "seed-results" / "qwen2.5-omni" / "animal" / "baseline_animal_REAS.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    with open(path, encoding="utf-8") as fh:
+        own = [json.loads(line)["accuracy"] for line in fh if line.strip()]
+    (row,) = _json_table(capsys, [str(path)])
+    assert (row["condition"], row["mode"], row["items"]) == ("baseline", "reasoning", 1000)
+    assert row["acc"] == pytest.approx(sum(own) / len(own))

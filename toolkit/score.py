@@ -1,0 +1,282 @@
+"""Score result files: per-group accuracy with nulls, intervals and paired baseline tests.
+
+Result files are read with :func:`toolkit.results.read_results`; earlier-scripts rows are
+turned into toolkit rows (one per run) with :func:`toolkit.results.seed_to_toolkit`, their
+mode taken from the ``_REAS`` / ``_No_REAS`` file name and their condition from the file
+name too (``mask_p20_animal_REAS.jsonl`` -> ``mask_p20``: the name without the mode suffix
+and without its last ``_`` part, the dataset).
+
+Every row becomes a :class:`Scored` record; :func:`score_groups` groups them by any of
+:data:`GROUP_KEYS` and computes one :class:`GroupScore` per group, using the statistics of
+:mod:`toolkit.metrics`. With a baseline, rows are paired by ``(id, run)`` within the same
+values of the grouping keys, except the keys whose values differ between the two sets
+(typically ``condition``).
+
+Example:
+    >>> rows = load_scored(["runs/noise.jsonl"])  # doctest: +SKIP
+    >>> groups = score_groups(rows, by=("condition", "mode"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from toolkit import metrics
+from toolkit.errors import InputError, Pathlike
+from toolkit.manifest import Item
+from toolkit.results import SEED, read_results, seed_mode_from_name, seed_to_toolkit
+
+log = logging.getLogger("toolkit.score")
+
+GROUP_KEYS = ("dataset", "subset", "hop", "condition", "mode", "model", "run")
+DEFAULT_BY = ("condition", "mode")
+BOOTSTRAP_RESAMPLES = 10000
+
+_MODE_SUFFIX = re.compile(r"_(No_)?REAS$", re.I)
+
+
+@dataclass
+class Scored:
+    """One prediction ready to score.
+
+    Attributes:
+        id: item id.
+        run: run index (0 when the row does not say).
+        keys: the values of :data:`GROUP_KEYS` for this row (None when unknown).
+        pred: predicted option index, None for a null.
+        correct: True/False, None for a null prediction.
+        missed_reasoning: a reasoning-mode row whose reasoning is empty.
+        raw_output: the model's output text (None when absent).
+        item: the manifest item, when a manifest was given.
+    """
+
+    id: str
+    run: int
+    keys: Dict[str, Any]
+    pred: Optional[int]
+    correct: Optional[bool]
+    missed_reasoning: bool
+    raw_output: Optional[str]
+    item: Optional[Item] = None
+
+
+@dataclass
+class GroupScore:
+    """Scores of one group; proportions in [0, 1], ``delta_*`` in points.
+
+    Baseline fields are None without a baseline (nan when no row could be paired);
+    ``official_acc`` is None unless an official matcher was applied.
+    """
+
+    keys: Dict[str, Any]
+    items: int
+    nulls: int
+    correct: int
+    acc: float
+    acc_low: float
+    acc_high: float
+    acc_answered: float
+    missed_reasoning: int
+    official_acc: Optional[float] = None
+    paired: Optional[int] = None
+    delta_pts: Optional[float] = None
+    delta_low_pts: Optional[float] = None
+    delta_high_pts: Optional[float] = None
+    mcnemar_b01: Optional[int] = None
+    mcnemar_b10: Optional[int] = None
+    mcnemar_p: Optional[float] = None
+    mcnemar_p_holm: Optional[float] = None
+    consistency: Optional[float] = None
+    flip_rate: Optional[float] = None
+    kappa: Optional[float] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Group keys first, then the scores, as a flat dict."""
+        d = asdict(self)
+        keys = d.pop("keys")
+        return {**keys, **d}
+
+
+def seed_condition_from_name(path: Pathlike) -> str:
+    """The condition an earlier-scripts file name states.
+
+    Args:
+        path: e.g. ``mask_p20_animal_REAS.jsonl``.
+
+    Returns:
+        ``mask_p20``; a name with a single part is returned whole (without the mode suffix).
+    """
+    stem = _MODE_SUFFIX.sub("", Path(path).stem)
+    head, sep, _ = stem.rpartition("_")
+    return head if sep and head else stem
+
+
+def load_scored(paths: Sequence[Pathlike], items: Optional[Mapping[str, Item]] = None) -> List[Scored]:
+    """Read result files (toolkit or earlier-scripts rows) into :class:`Scored` records.
+
+    With ``items``, ``dataset``/``subset``/``hop`` come from the manifest and correctness
+    is recomputed against the item's answer (and ``meta.equivalent_answers``); otherwise the
+    row's own fields and ``correct`` are used.
+
+    Args:
+        paths: result files.
+        items: manifest items by id, or None.
+
+    Returns:
+        The records, file by file, in file order.
+
+    Raises:
+        FileNotFoundError: a file does not exist.
+        InputError: a malformed file (see :func:`toolkit.results.read_results`), or, with a
+            manifest, a row whose id is not in it (naming the file and line).
+    """
+    out: List[Scored] = []
+    for path in paths:
+        fmt, rows = read_results(path)
+        if fmt == SEED:
+            rows = seed_to_toolkit(rows, condition=seed_condition_from_name(path),
+                                   mode=seed_mode_from_name(path) or "unknown")
+        for row in rows:
+            d = row.data
+            item = None
+            if items is not None:
+                item = items.get(row.id)
+                if item is None:
+                    raise InputError(f"id {row.id!r} is not in the manifest", row.path, row.line, row.id)
+            out.append(_scored(d, item))
+        log.info("%s: %d %s rows", path, len(rows), fmt)
+    return out
+
+
+def _scored(d: Dict[str, Any], item: Optional[Item]) -> Scored:
+    pred = d.get("pred")
+    run = d.get("run")
+    run = 0 if run is None else run
+    keys = {k: d.get(k) for k in GROUP_KEYS}
+    keys["run"] = run
+    if item is not None:
+        keys.update(dataset=item.dataset, subset=item.subset, hop=item.hop)
+    if pred is None:
+        correct: Optional[bool] = None
+    elif item is not None and item.answer is not None:
+        correct = pred in (set(item.meta.get("equivalent_answers", [])) | {item.answer})
+    else:
+        correct = bool(d.get("correct"))
+    missed = d.get("mode") == "reasoning" and not d.get("reasoning")
+    return Scored(id=d["id"], run=run, keys=keys, pred=pred, correct=correct, missed_reasoning=missed,
+                  raw_output=d.get("raw_output"), item=item)
+
+
+def _group_key(row: Scored, by: Sequence[str]) -> Tuple[Any, ...]:
+    return tuple(row.keys[k] for k in by)
+
+
+def _sort_key(key: Tuple[Any, ...]) -> Tuple[Tuple[bool, str], ...]:
+    return tuple((v is None, str(v)) for v in key)
+
+
+def check_by(by: Sequence[str]) -> Tuple[str, ...]:
+    """Validate grouping keys.
+
+    Args:
+        by: key names.
+
+    Returns:
+        The keys as a tuple.
+
+    Raises:
+        InputError: an unknown or repeated key, or none at all.
+    """
+    keys = tuple(by)
+    bad = [k for k in keys if k not in GROUP_KEYS]
+    if bad or not keys or len(set(keys)) != len(keys):
+        raise InputError(f"bad --by keys {list(keys)}; choose distinct keys from {list(GROUP_KEYS)}")
+    return keys
+
+
+def score_groups(rows: Sequence[Scored], by: Sequence[str] = DEFAULT_BY,
+                 baseline: Optional[Sequence[Scored]] = None,
+                 official: Optional[Mapping[int, bool]] = None, seed: int = 0) -> List[GroupScore]:
+    """Score each group of ``rows``.
+
+    Args:
+        rows: records from :func:`load_scored`.
+        by: grouping keys (from :data:`GROUP_KEYS`).
+        baseline: baseline records to compare with, or None.
+        official: per-record official-matcher correctness, keyed by the record's index in
+            ``rows`` (see :func:`toolkit.official.official_correct`), or None.
+        seed: bootstrap seed.
+
+    Returns:
+        One :class:`GroupScore` per group, sorted by the group's key values.
+
+    Raises:
+        InputError: bad ``by`` keys or no rows.
+    """
+    by = check_by(by)
+    if not rows:
+        raise InputError("no result rows to score")
+    groups: Dict[Tuple[Any, ...], List[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(_group_key(row, by), []).append(i)
+    shared, index = _baseline_index(rows, baseline, by) if baseline is not None else ((), {})
+    out: List[GroupScore] = []
+    for key in sorted(groups, key=_sort_key):
+        members = [rows[i] for i in groups[key]]
+        acc = metrics.accuracy([r.correct for r in members])
+        low, high = metrics.wilson_interval(acc.n_correct, acc.n)
+        g = GroupScore(keys=dict(zip(by, key)), items=acc.n, nulls=acc.n_null, correct=acc.n_correct,
+                       acc=acc.acc_all, acc_low=low, acc_high=high, acc_answered=acc.acc_answered,
+                       missed_reasoning=sum(r.missed_reasoning for r in members))
+        if official is not None:
+            g.official_acc = sum(official[i] for i in groups[key]) / len(members)
+        if baseline is not None:
+            _compare(g, members, shared, index, seed)
+        out.append(g)
+    if baseline is not None:
+        tested = [g for g in out if g.mcnemar_p is not None and not math.isnan(g.mcnemar_p)]
+        for g, p in zip(tested, metrics.holm([g.mcnemar_p for g in tested])):
+            g.mcnemar_p_holm = p
+    return out
+
+
+def _baseline_index(rows: Sequence[Scored], baseline: Sequence[Scored], by: Sequence[str]
+                    ) -> Tuple[Tuple[str, ...], Dict[Tuple[Any, ...], Scored]]:
+    """The grouping keys both sets share values on, and the baseline by (shared values, id, run)."""
+    shared = tuple(k for k in by if k != "run" and {r.keys[k] for r in rows} == {r.keys[k] for r in baseline})
+    differing = [k for k in by if k != "run" and k not in shared]
+    log.info("baseline paired by id and run%s%s", f", matching {', '.join(shared)}" if shared else "",
+             f" (differing: {', '.join(differing)})" if differing else "")
+    index: Dict[Tuple[Any, ...], Scored] = {}
+    for r in baseline:
+        index[_group_key(r, shared) + (r.id, r.run)] = r
+    return shared, index
+
+
+def _compare(g: GroupScore, members: Sequence[Scored], shared: Sequence[str],
+             index: Mapping[Tuple[Any, ...], Scored], seed: int) -> None:
+    pairs = [(index[k], r) for r in members if (k := _group_key(r, shared) + (r.id, r.run)) in index]
+    g.paired = len(pairs)
+    if not pairs:
+        nan = math.nan
+        g.delta_pts = g.delta_low_pts = g.delta_high_pts = g.mcnemar_p = nan
+        g.consistency = g.flip_rate = g.kappa = nan
+        return
+    a = [bool(base.correct) for base, _ in pairs]
+    b = [bool(cur.correct) for _, cur in pairs]
+    boot = metrics.paired_bootstrap_diff([float(x) for x in a], [float(x) for x in b],
+                                         n_resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+    g.delta_pts, g.delta_low_pts, g.delta_high_pts = 100 * boot.diff, 100 * boot.low, 100 * boot.high
+    mc = metrics.mcnemar_exact(a, b)
+    g.mcnemar_b01, g.mcnemar_b10, g.mcnemar_p = mc.b01, mc.b10, mc.p
+    pa = [base.pred for base, _ in pairs]
+    pb = [cur.pred for _, cur in pairs]
+    cons = metrics.consistency(pa, pb)
+    g.consistency, g.flip_rate = cons.share_equal, cons.flip_rate
+    g.kappa = metrics.cohen_kappa(pa, pb)
+
