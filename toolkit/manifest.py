@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Sequence
 
 from toolkit.atomic import atomic_write_jsonl
 from toolkit.errors import InputError, Pathlike
+from toolkit.jsonl import iter_jsonl_objects
 
 LETTERS = string.ascii_uppercase
 TASKS = ("mcq", "asr", "classify")
@@ -120,21 +121,14 @@ def iter_manifest(path: Pathlike) -> Iterator[Item]:
             duplicate id. Blank lines are skipped.
     """
     seen: dict = {}
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, lineno) from None
-            problem = validate_item(d)
-            if problem:
-                raise InputError(problem, path, lineno, key=d.get("id") if isinstance(d, dict) else None)
-            if d["id"] in seen:
-                raise InputError(f"duplicate id {d['id']!r} (first on line {seen[d['id']]})", path, lineno)
-            seen[d["id"]] = lineno
-            yield Item.from_dict(d)
+    for lineno, d in iter_jsonl_objects(path):
+        problem = validate_item(d)
+        if problem:
+            raise InputError(problem, path, lineno, key=d.get("id"))
+        if d["id"] in seen:
+            raise InputError(f"duplicate id {d['id']!r} (first on line {seen[d['id']]})", path, lineno)
+        seen[d["id"]] = lineno
+        yield Item.from_dict(d)
 
 
 def read_manifest(path: Pathlike) -> List[Item]:

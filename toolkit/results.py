@@ -14,12 +14,12 @@ each is wrapped in a :class:`ResultRow` carrying the file and line it came from.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from toolkit.jsonl import iter_jsonl_objects
 from toolkit.errors import InputError, Pathlike
 
 TOOLKIT = "toolkit"
@@ -99,26 +99,17 @@ def read_results(path: Pathlike) -> Tuple[str, List[ResultRow]]:
     """
     rows: List[ResultRow] = []
     fmt: Optional[str] = None
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, lineno) from None
-            if not isinstance(d, dict):
-                raise InputError(f"expected a JSON object, got {type(d).__name__}", path, lineno)
-            row_fmt = detect_format(d)
-            if row_fmt is None:
-                raise InputError(f"not a result row: needs {' and '.join(_TOOLKIT_KEYS)} (toolkit) or "
-                                 f"{' and '.join(_SEED_KEYS)} (earlier scripts)", path, lineno)
-            if fmt is None:
-                fmt = row_fmt
-            elif row_fmt != fmt:
-                raise InputError(f"a {row_fmt} row in a {fmt} file (format set by the first row)", path, lineno)
-            _check_row(d, fmt, path, lineno)
-            rows.append(ResultRow(str(path), lineno, d))
+    for lineno, d in iter_jsonl_objects(path):
+        row_fmt = detect_format(d)
+        if row_fmt is None:
+            raise InputError(f"not a result row: needs {' and '.join(_TOOLKIT_KEYS)} (toolkit) or "
+                             f"{' and '.join(_SEED_KEYS)} (earlier scripts)", path, lineno)
+        if fmt is None:
+            fmt = row_fmt
+        elif row_fmt != fmt:
+            raise InputError(f"a {row_fmt} row in a {fmt} file (format set by the first row)", path, lineno)
+        _check_row(d, fmt, path, lineno)
+        rows.append(ResultRow(str(path), lineno, d))
     if fmt is None:
         raise InputError("no result rows", path)
     return fmt, rows

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, List, Optional, Sequence, Set, Tuple, TypeVar
 
 from toolkit.errors import InputError, Pathlike
+from toolkit.jsonl import iter_jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +103,12 @@ def read_done(path: Pathlike) -> Set[DoneKey]:
         InputError: a complete line that is not a JSON row with ``id`` and ``run``.
     """
     done: Set[DoneKey] = set()
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                done.add((str(row["id"]), int(row["run"])))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise InputError(f"not a result row ({exc}); move the file aside or fix the line", path, lineno) \
-                    from None
+    for lineno, row in iter_jsonl_objects(path):
+        try:
+            done.add((str(row["id"]), int(row["run"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"not a result row (no valid {exc}); move the file aside or fix the line", path,
+                             lineno) from None
     return done
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import InputError, Pathlike
+from toolkit.jsonl import iter_jsonl_objects
 
 _MARKER = re.compile(r"\(([A-Za-z])\)")
 _ANSWER = re.compile(r"^\s*\(([A-Za-z])\)\s*(.*?)\s*$", re.DOTALL)
@@ -169,19 +170,4 @@ def load_jsonl(path: Pathlike) -> list[tuple[int, dict]]:
         FileNotFoundError: the file does not exist.
         InputError: malformed JSON or a line that is not an object, naming the line.
     """
-    rows: list[tuple[int, dict]] = []
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if line.strip():
-                rows.append((lineno, _decode_object(line, path, lineno)))
-    return rows
-
-
-def _decode_object(line: str, path: Pathlike, lineno: int) -> dict:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, lineno) from None
-    if not isinstance(obj, dict):
-        raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
-    return obj
+    return list(iter_jsonl_objects(path))
