@@ -59,22 +59,15 @@ def _summary_lines(items_by_subset: dict, perturbed: dict, accuracy: dict) -> Li
 def _run(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from toolkit.data.audio_check import check_audio
-    from toolkit.data.demo import prepare_demo
-    from toolkit.manifest import write_manifest
+    from toolkit.data.demo import write_demo_manifest
     from toolkit.perturb import perturb_manifest
-    from toolkit.sidecar import write_sidecar
 
     if args.items_per_task < 1:
         print("demo: error: --items-per-task must be >= 1", file=sys.stderr)
         return EXIT_BAD_INPUT
     out: Path = args.out
     data_root = out / "data"
-    items = prepare_demo(data_root, items_per_task=args.items_per_task, seed=args.seed)
-    report = check_audio(items, data_root, mode="yes")
-    manifest = write_manifest(data_root / "manifest.jsonl", items)
-    write_sidecar(manifest, "prepare", source="demo", items_per_task=args.items_per_task, seed=args.seed,
-                  data_root=str(data_root.resolve()), audio_check=report.summary())
+    manifest, items = write_demo_manifest(data_root, items_per_task=args.items_per_task, seed=args.seed)
     conditions: Sequence[str] = args.conditions or DEFAULT_CONDITIONS
     perturbed = perturb_manifest(items, data_root, conditions, out / "perturbed", seed=args.seed,
                                  workers=args.workers, source_manifest=manifest, progress=not args.quiet)

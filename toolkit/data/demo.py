@@ -116,3 +116,29 @@ def prepare_demo(out_dir: Pathlike, items_per_task: int = 8, seed: int = 0) -> L
                               question=question, choices=choices, answer=answer, meta=facts))
     log.info("generated %d demo clips in %s", len(items), root / "audio")
     return items
+
+
+def write_demo_manifest(data_root: Pathlike, items_per_task: int = 8, seed: int = 0) -> Tuple[Path, List[Item]]:
+    """Generate the demo set under ``data_root`` and write its checked manifest with a sidecar.
+
+    Used by ``bin/demo`` and by sweeps whose dataset is ``demo`` (``bin/launch``).
+
+    Args:
+        data_root: folder for ``audio/`` and ``manifest.jsonl`` (created).
+        items_per_task: clips per task.
+        seed: generator seed.
+
+    Returns:
+        The manifest path and its items.
+    """
+    from toolkit.data.audio_check import check_audio
+    from toolkit.manifest import write_manifest
+    from toolkit.sidecar import write_sidecar
+
+    root = Path(data_root)
+    items = prepare_demo(root, items_per_task=items_per_task, seed=seed)
+    report = check_audio(items, root, mode="yes")
+    manifest = write_manifest(root / "manifest.jsonl", items)
+    write_sidecar(manifest, "prepare", source="demo", items_per_task=items_per_task, seed=seed,
+                  data_root=str(root.resolve()), audio_check=report.summary())
+    return manifest, items

@@ -1,0 +1,404 @@
+"""Launch a sweep: materialise inputs, submit one array per model, then merge and score jobs.
+
+``launch`` writes ``<run_dir>/launch.json`` (the plan, the units merge must find, the job
+ids) before and after every submission, so the submitting shell may exit and
+``bin/launch --status`` / ``bin/launch --resume`` work from the file alone.
+
+Example:
+    >>> sweep = load_sweep("slurm/examples/demo.yaml")               # doctest: +SKIP
+    >>> record = launch(sweep, load_profile(None), "local", wait=True)  # doctest: +SKIP
+    >>> record["state"]                                               # doctest: +SKIP
+    'COMPLETED'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import functools
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from toolkit.atomic import atomic_write_json
+from toolkit.errors import InputError, Pathlike
+from toolkit.launch.executors import FINAL_STATES, Executor, JobRef, make_executor
+from toolkit.launch.profile import ClusterProfile, submitit_parameters
+from toolkit.launch.sweep import TINY_BUILDERS, Sweep, Task, plan_tasks
+from toolkit.launch.task import ShardTask, UnitProgress, pending_tasks
+
+log = logging.getLogger(__name__)
+
+LAUNCH_FILE = "launch.json"
+INPUTS_DIR = "_inputs"
+JOBS_DIR = "_jobs"
+
+
+# --------------------------------------------------------------------------- inputs
+
+def materialise_inputs(sweep: Sweep) -> Sweep:
+    """Generate what a sweep asks to be generated (the demo set, tiny models) under the run folder.
+
+    Existing inputs are reused, so a resumed launch sees the same files.
+
+    Returns:
+        The sweep with concrete manifest and model paths.
+    """
+    inputs = sweep.run_dir / INPUTS_DIR
+    datasets = []
+    for ds in sweep.datasets:
+        if ds.demo is not None:
+            root = inputs / "data" / ds.name
+            manifest = root / "manifest.jsonl"
+            if not manifest.exists():
+                from toolkit.data.demo import write_demo_manifest
+
+                write_demo_manifest(root, items_per_task=int(ds.demo.get("items_per_task", 8)),
+                                    seed=int(ds.demo.get("seed", sweep.seed)))
+            ds = dataclasses.replace(ds, manifest=manifest, data_root=root)
+        datasets.append(ds)
+    models = []
+    for model in sweep.models:
+        if model.tiny is not None:
+            folder = inputs / "models" / model.name
+            if not (folder / "config.json").exists():
+                from toolkit.models import tiny
+
+                getattr(tiny, TINY_BUILDERS[model.backend])(folder, **model.tiny)
+            model = dataclasses.replace(model, path=str(folder))
+        models.append(model)
+    return dataclasses.replace(sweep, datasets=tuple(datasets), models=tuple(models))
+
+
+def expected_units(sweep: Sweep) -> List[Dict[str, Any]]:
+    """Every (model, dataset, condition, mode) unit with what merge needs to check it."""
+    return [{"model": m.name, "dataset": ds.name, "condition": c, "mode": mode, "num_runs": sweep.runs,
+             "shards": ds.shards, "manifest": str(ds.manifest), "data_root": str(ds.data_root)}
+            for m in sweep.models for ds in sweep.datasets for c in sweep.conditions for mode in sweep.modes]
+
+
+# --------------------------------------------------------------------------- plan
+
+@dataclasses.dataclass
+class ArrayPlan:
+    """One array to submit: a model's tasks (at most ``max_array_size``) and its job settings."""
+
+    model: str
+    tasks: List[Task]
+    params: Dict[str, Any]
+    python: Optional[str]
+
+    def preview(self, parallelism: int) -> List[str]:
+        """The sbatch header lines this array gets (``--dry-run``)."""
+        return sbatch_preview(self.params, len(self.tasks), parallelism)
+
+
+def sbatch_preview(params: Dict[str, Any], n_tasks: int, parallelism: int) -> List[str]:
+    """``#SBATCH`` lines for submitit keywords (a pure function, pinned by a test).
+
+    Args:
+        params: from :func:`toolkit.launch.profile.submitit_parameters`.
+        n_tasks: array size (0: not an array).
+        parallelism: ``%N``.
+
+    Returns:
+        Sorted ``#SBATCH --key=value`` lines, then the setup lines.
+    """
+    flags: Dict[str, Any] = {"job-name": params["name"], "time": params["timeout_min"],
+                             "cpus-per-task": params["cpus_per_task"], "mem": f"{params['mem_gb']}GB",
+                             "signal": f"USR2@{params['slurm_signal_delay_s']}"}
+    if n_tasks:
+        flags["array"] = f"0-{n_tasks - 1}%{min(n_tasks, parallelism)}"
+    if "gpus_per_node" in params:
+        flags["gpus-per-node"] = params["gpus_per_node"]
+    for key, value in params.items():
+        if key.startswith("slurm_") and key not in ("slurm_setup", "slurm_additional_parameters",
+                                                      "slurm_signal_delay_s"):
+            flags[key[len("slurm_"):].replace("_", "-")] = value
+    flags.update(params.get("slurm_additional_parameters", {}))
+    lines = [f"#SBATCH --{k}={v}" for k, v in sorted(flags.items())]
+    return lines + [f"# setup: {line}" for line in params.get("slurm_setup", [])]
+
+
+def plan_arrays(sweep: Sweep, profile: ClusterProfile, tasks: Sequence[Task]) -> List[ArrayPlan]:
+    """Group tasks into arrays: one per model, split at ``max_array_size``; accounts rotate per array."""
+    arrays: List[ArrayPlan] = []
+    for model in sweep.models:
+        mine = [t for t in tasks if t.model.name == model.name]
+        settings = profile.settings(model.name)
+        setup = list(settings.get("setup") or []) + list(model.setup)
+        for start in range(0, len(mine), profile.max_array_size):
+            accounts = settings.get("accounts") or [None]
+            account = accounts[len(arrays) % len(accounts)]
+            params = submitit_parameters(settings, account, setup, f"{sweep.experiment}-{model.name}")
+            arrays.append(ArrayPlan(model.name, mine[start:start + profile.max_array_size], params,
+                                    model.python or settings.get("python")))
+    return arrays
+
+
+# --------------------------------------------------------------------------- follow-up jobs
+
+def merge_job(run_dir: str) -> Dict[str, Any]:
+    """The merge job: merge the run's shard files (refuses when anything is missing).
+
+    Returns:
+        The merge report as a dict.
+    """
+    from toolkit.store import merge_run
+
+    logging.basicConfig(level=logging.INFO)
+    return merge_run(run_dir).to_dict()
+
+
+def score_job(run_dir: str, by: Sequence[str]) -> List[str]:
+    """The score job: ``bin/score`` on the merged results, as markdown, CSV and JSON plus plots.
+
+    Returns:
+        The files written.
+
+    Raises:
+        RuntimeError: ``bin/score`` failed.
+    """
+    from toolkit.cli.score import main as score_main
+
+    root = Path(run_dir)
+    written = []
+    for fmt, name in (("markdown", "score.md"), ("csv", "score.csv"), ("json", "score.json")):
+        argv = [str(root / "results.jsonl"), "--by", ",".join(by), "--format", fmt, "--out", str(root / name),
+                "--quiet"]
+        if fmt == "markdown":
+            argv += ["--plots", str(root / "plots")]
+        code = score_main(argv)
+        if code != 0:
+            raise RuntimeError(f"bin/score {' '.join(argv)} exited with {code}")
+        written.append(str(root / name))
+    return written
+
+
+# --------------------------------------------------------------------------- launch
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_launch(run_dir: Pathlike) -> Dict[str, Any]:
+    """The ``launch.json`` of a run folder.
+
+    Raises:
+        InputError: absent or not JSON.
+    """
+    path = Path(run_dir) / LAUNCH_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no launch.json here: not a run folder written by bin/launch", path) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON: {exc.msg}", path, exc.lineno) from None
+
+
+def active_jobs(record: Dict[str, Any]) -> List[str]:
+    """Job ids of earlier submissions that SLURM still lists as pending or running."""
+    ids = sorted({str(j["job_id"]).split("_")[0] for sub in record.get("submissions", [])
+                  if sub.get("executor") == "slurm" for j in sub.get("jobs", [])})
+    if not ids or shutil.which("squeue") is None:
+        return []
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)], capture_output=True, text=True)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+
+
+def _job_entry(ref: JobRef, kind: str, **extra: Any) -> Dict[str, Any]:
+    return {"kind": kind, "job_id": ref.job_id, "label": ref.label, **extra}
+
+
+class Launch:
+    """One ``bin/launch`` call: plan, submit, record, optionally wait.
+
+    Args:
+        sweep: the validated sweep (output already overridden by ``--out``).
+        profile: the cluster profile.
+        executor: ``slurm``, ``local`` or ``debug``.
+        resume: continue an earlier launch of the same run folder (only unfinished tasks).
+        use_pdb: ``debug`` executor: open pdb on an exception.
+    """
+
+    def __init__(self, sweep: Sweep, profile: ClusterProfile, executor: str, resume: bool = False,
+                 use_pdb: bool = False) -> None:
+        self.sweep = sweep
+        self.profile = profile
+        self.executor_name = executor
+        self.resume = resume
+        self.use_pdb = use_pdb
+        self.record: Dict[str, Any] = {}
+        self.refs: List[Tuple[str, JobRef]] = []
+
+    def check_run_dir(self) -> Dict[str, Any]:
+        """The earlier record when resuming; refuses to mix with an earlier launch otherwise.
+
+        Raises:
+            InputError: the run folder has a launch and ``resume`` is off; or jobs of the earlier
+                launch are still queued or running.
+        """
+        path = self.sweep.run_dir / LAUNCH_FILE
+        if not path.exists():
+            return {}
+        if not self.resume:
+            raise InputError("this run folder already has a launch; add --resume to continue it "
+                             "(only unfinished tasks run), or choose another --out or experiment name", path)
+        record = read_launch(self.sweep.run_dir)
+        still = active_jobs(record)
+        if still:
+            raise InputError(f"jobs of the earlier launch are still queued or running ({', '.join(still)}); "
+                             "wait for them or scancel them before --resume", path)
+        return record
+
+    def plan(self) -> Tuple[Sweep, List[Task], List[ArrayPlan], Dict[str, List[UnitProgress]]]:
+        """Materialise inputs and work out the arrays (only unfinished tasks when resuming)."""
+        sweep = materialise_inputs(self.sweep)
+        tasks = plan_tasks(sweep)
+        pending, progress = pending_tasks(sweep, tasks)
+        todo = pending if self.resume else tasks
+        return sweep, tasks, plan_arrays(sweep, self.profile, todo), progress
+
+    def dry_run_lines(self) -> List[str]:
+        """What would be submitted: arrays (tasks, units per task, sbatch lines), then merge and score."""
+        sweep = self.sweep
+        tasks = plan_tasks(sweep)
+        arrays = plan_arrays(sweep, self.profile, tasks)
+        lines = [f"run folder: {sweep.run_dir}",
+                 f"{len(sweep.models)} models x {len(sweep.datasets)} datasets x {len(sweep.conditions)} conditions "
+                 f"x {len(sweep.modes)} modes x {sweep.runs} runs; {len(tasks)} tasks, "
+                 f"{len(tasks)} model loads, {len(arrays)} arrays"]
+        for i, array in enumerate(arrays):
+            units = len(array.tasks[0].units) if array.tasks else 0
+            lines += ["", f"array {i}: model {array.model}, {len(array.tasks)} tasks x {units} units "
+                          f"(conditions x modes), python {array.python or 'current'}"]
+            lines += [f"  {line}" for line in array.preview(self.profile.array_parallelism)]
+            lines += [f"  task {j}: {t.label}" for j, t in enumerate(array.tasks[:3])]
+            if len(array.tasks) > 3:
+                lines.append(f"  ... {len(array.tasks) - 3} more tasks")
+        merge = submitit_parameters(self.profile.settings(merge=True), (self.profile.settings(merge=True)
+                                    .get("accounts") or [None])[0], list(self.profile.settings(merge=True)
+                                    .get("setup") or []), f"{sweep.experiment}-merge")
+        lines += ["", "merge job (afterany on every array, then checks completeness):"]
+        lines += [f"  {line}" for line in sbatch_preview(merge, 0, 1)]
+        lines += ["score job (afterok on merge): bin/score results.jsonl --by " + ",".join(sweep.score_by)]
+        return lines
+
+    def _save(self) -> None:
+        atomic_write_json(self.sweep.run_dir / LAUNCH_FILE, self.record)
+
+    def submit(self) -> Dict[str, Any]:
+        """Submit arrays, merge and score; returns the launch record (also in ``launch.json``)."""
+        earlier = self.check_run_dir()
+        sweep, tasks, arrays, _ = self.plan()
+        sweep.run_dir.mkdir(parents=True, exist_ok=True)
+        executor = make_executor(self.executor_name, sweep.run_dir / JOBS_DIR, self.use_pdb)
+        submission: Dict[str, Any] = {"executor": self.executor_name, "submitted": _now(), "resume": self.resume,
+                                      "tasks": len(tasks), "tasks_submitted": sum(len(a.tasks) for a in arrays),
+                                      "jobs": []}
+        self.record = {"version": 1, "experiment": sweep.experiment, "run_dir": str(sweep.run_dir),
+                       "sweep": sweep.to_dict(), "profile": self.profile.to_dict(), "units": expected_units(sweep),
+                       "submissions": earlier.get("submissions", []) + [submission]}
+        self._save()
+        task_refs: List[JobRef] = []
+        for array in arrays:
+            refs = executor.submit_array([ShardTask(sweep, t) for t in array.tasks], [t.label for t in array.tasks],
+                                         array.params, self.profile.array_parallelism, self.profile.max_requeues,
+                                         array.python)
+            task_refs += refs
+            submission["jobs"] += [_job_entry(r, "task") for r in refs]
+            self._save()
+        self.refs = [("task", r) for r in task_refs]
+        self._submit_followups(executor, sweep, task_refs, submission)
+        return self.record
+
+    def _submit_followups(self, executor: Executor, sweep: Sweep, task_refs: List[JobRef],
+                          submission: Dict[str, Any]) -> None:
+        settings = self.profile.settings(merge=True)
+        account = (settings.get("accounts") or [None])[0]
+        setup = list(settings.get("setup") or [])
+        run_dir = str(sweep.run_dir)
+        merge = executor.submit_after(functools.partial(merge_job, run_dir), "merge",
+                                      submitit_parameters(settings, account, setup, f"{sweep.experiment}-merge"),
+                                      task_refs, require_success=False)
+        submission["jobs"].append(_job_entry(merge, "merge"))
+        self._save()
+        score = executor.submit_after(functools.partial(score_job, run_dir, list(sweep.score_by)), "score",
+                                      submitit_parameters(settings, account, setup, f"{sweep.experiment}-score"),
+                                      [merge], require_success=True)
+        submission["jobs"].append(_job_entry(score, "score"))
+        self.refs += [("merge", merge), ("score", score)]
+        self._save()
+
+    def wait(self, poll_s: float = 2.0) -> Dict[str, str]:
+        """Block until every submitted job has ended; records and returns their states by label."""
+        states = {}
+        for kind, ref in self.refs:
+            state = ref.wait(poll_s)
+            states[f"{kind}:{ref.label}"] = state
+            if state != "COMPLETED":
+                log.warning("%s %s (%s) ended %s%s", kind, ref.label, ref.job_id, state,
+                            f": {ref.error()}" if state.split()[0] in FINAL_STATES and state != "CANCELLED" else "")
+        submission = self.record["submissions"][-1]
+        for job in submission["jobs"]:
+            job["state"] = states.get(f"{job['kind']}:{job['label']}")
+        submission["finished"] = _now()
+        self._save()
+        return states
+
+
+# --------------------------------------------------------------------------- status
+
+def run_status(run_dir: Pathlike) -> List[str]:
+    """Progress of a launched run: rows per unit from the shard files, job states from the scheduler.
+
+    Returns:
+        Report lines.
+    """
+    record = read_launch(run_dir)
+    sweep = Sweep.from_dict(record["sweep"])
+    _, progress = pending_tasks(sweep, plan_tasks(sweep))
+    totals: Dict[Tuple[str, str, str, str], List[int]] = {}
+    for label, units in progress.items():
+        model, dataset = label.split("/")[:2]
+        for u in units:
+            t = totals.setdefault((model, dataset, u.condition, u.mode), [0, 0])
+            t[0] += u.done
+            t[1] += u.expected
+    lines = [f"{'model':<20} {'dataset':<14} {'condition':<32} {'mode':<10} {'rows':>12}"]
+    for (model, dataset, condition, mode), (done, expected) in sorted(totals.items()):
+        mark = "" if done >= expected else "  incomplete"
+        lines.append(f"{model:<20} {dataset:<14} {condition:<32} {mode:<10} {f'{done}/{expected}':>12}{mark}")
+    done = sum(t[0] for t in totals.values())
+    expected = sum(t[1] for t in totals.values())
+    lines.append(f"total: {done}/{expected} rows")
+    last = record["submissions"][-1]
+    states = _scheduler_states(last) if last["executor"] == "slurm" else {}
+    counts: Dict[str, int] = {}
+    for job in last["jobs"]:
+        state = states.get(job["job_id"]) or job.get("state") or "UNKNOWN"
+        counts[f"{job['kind']} {state}"] = counts.get(f"{job['kind']} {state}", 0) + 1
+    lines.append("jobs (last submission, " + last["executor"] + "): " +
+                 ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return lines
+
+
+def _scheduler_states(submission: Dict[str, Any]) -> Dict[str, str]:
+    """``job id -> state`` from ``sacct`` (empty when sacct is unavailable)."""
+    ids = sorted({str(j["job_id"]).split("_")[0] for j in submission["jobs"]})
+    if not ids or shutil.which("sacct") is None:
+        return {}
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(ids)],
+                         capture_output=True, text=True)
+    states = {}
+    for line in out.stdout.splitlines():
+        if "|" in line:
+            job_id, state = line.split("|", 1)
+            states[job_id] = state.split()[0]
+    for job in submission["jobs"]:  # an array task may be listed under its array's range
+        if job["job_id"] not in states and job["job_id"].split("_")[0] in states:
+            states[job["job_id"]] = states[job["job_id"].split("_")[0]]
+    return states

@@ -1,0 +1,354 @@
+"""Sweep files: what to run (models x datasets x conditions x modes x runs), validated up front.
+
+A sweep is a YAML file (examples in ``slurm/examples/``). Relative paths in it resolve
+against the sweep file's folder, so a sweep runs the same from any working directory.
+Everything is checked before anything is submitted: unknown keys (with the valid ones
+listed), unknown backends, prompts and condition names, missing manifests. All problems
+are reported at once, each naming the file and the key.
+
+Example:
+    >>> sweep = load_sweep("slurm/examples/demo.yaml")            # doctest: +SKIP
+    >>> [t.label for t in plan_tasks(sweep)][:2]                  # doctest: +SKIP
+    ['simulated/demo/shard-0-of-2', 'simulated/demo/shard-1-of-2']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from toolkit.errors import InputError, Pathlike
+from toolkit.models.base import LoadOptions
+
+TINY_BUILDERS = {"qwen2-audio": "build_qwen2_audio", "qwen2.5-omni": "build_qwen25_omni", "af3": "build_af3"}
+
+_TOP_KEYS = {"experiment", "output", "seed", "runs", "shards", "batch_size", "generation", "prompts", "models",
+             "datasets", "conditions", "modes", "score_by"}
+_MODEL_KEYS = {"name", "backend", "path", "tiny", "batch_size", "setup", "python", "load"}
+_DATASET_KEYS = {"name", "manifest", "data_root", "shards", "demo"}
+_GENERATION_KEYS = {"max_new_tokens", "sample", "temperature", "top_p", "num_beams"}
+_LOAD_KEYS = {f.name for f in dataclasses.fields(LoadOptions)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a sweep.
+
+    Attributes:
+        name: label used in rows and paths (unique in the sweep).
+        backend: backend registry name (``qwen2-audio``, ``simulated`` ...).
+        path: checkpoint folder or hub id (``simulated``: its parameters).
+        tiny: for demos and tests: build a tiny random model of the backend's real classes
+            with these sizes (``{}`` for the defaults) under the run folder instead of ``path``.
+        batch_size: requests per model call.
+        setup: shell lines run before this model's tasks (module loads, venv activation).
+        python: interpreter for this model's tasks (default: the launching one).
+        load: :class:`toolkit.models.base.LoadOptions` fields.
+    """
+
+    name: str
+    backend: str
+    path: Optional[str] = None
+    tiny: Optional[Dict[str, Any]] = None
+    batch_size: int = 8
+    setup: Tuple[str, ...] = ()
+    python: Optional[str] = None
+    load: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of a sweep: a prepared manifest, or the generated demo set (``demo``)."""
+
+    name: str
+    manifest: Optional[Path] = None
+    data_root: Optional[Path] = None
+    shards: int = 1
+    demo: Optional[Dict[str, Any]] = None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep (see the module docstring)."""
+
+    source: Path
+    experiment: str
+    output: Path
+    models: Tuple[ModelSpec, ...]
+    datasets: Tuple[DatasetSpec, ...]
+    conditions: Tuple[str, ...]
+    modes: Tuple[str, ...]
+    runs: int = 1
+    seed: int = 0
+    generation: Dict[str, Any] = field(default_factory=dict)
+    prompts: Dict[str, str] = field(default_factory=dict)
+    score_by: Tuple[str, ...] = ("model", "dataset", "condition", "mode")
+
+    @property
+    def run_dir(self) -> Path:
+        """``<output>/<experiment>``: shard files, ``launch.json``, merged results."""
+        return self.output / self.experiment
+
+    def with_output(self, output: Pathlike) -> "Sweep":
+        """The same sweep writing under another output root (``bin/launch --out``)."""
+        return dataclasses.replace(self, output=Path(output).resolve())
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready form (paths as strings), recorded in ``launch.json``."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "Sweep":
+        """The inverse of :meth:`to_dict` (reads the sweep recorded in ``launch.json``)."""
+        def path(value: Optional[str]) -> Optional[Path]:
+            return None if value is None else Path(value)
+
+        return cls(source=Path(raw["source"]), experiment=raw["experiment"], output=Path(raw["output"]),
+                   models=tuple(ModelSpec(**{**m, "setup": tuple(m["setup"])}) for m in raw["models"]),
+                   datasets=tuple(DatasetSpec(**{**d, "manifest": path(d["manifest"]),
+                                                 "data_root": path(d["data_root"])}) for d in raw["datasets"]),
+                   conditions=tuple(raw["conditions"]), modes=tuple(raw["modes"]), runs=raw["runs"],
+                   seed=raw["seed"], generation=raw["generation"], prompts=raw["prompts"],
+                   score_by=tuple(raw["score_by"]))
+
+
+@dataclass(frozen=True)
+class Task:
+    """One array task: a model, a dataset shard, and every (condition, mode) unit of it."""
+
+    model: ModelSpec
+    dataset: DatasetSpec
+    shard: int
+    units: Tuple[Tuple[str, str], ...]
+
+    @property
+    def label(self) -> str:
+        """``model/dataset/shard-k-of-n``."""
+        return f"{self.model.name}/{self.dataset.name}/shard-{self.shard}-of-{self.dataset.shards}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Checker:
+    """Collects every problem of a sweep file, then raises once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: List[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def keys(self, where: str, mapping: Any, allowed: set, required: Sequence[str] = ()) -> bool:
+        if not isinstance(mapping, Mapping):
+            self.add(where, f"must be a mapping, not {type(mapping).__name__}")
+            return False
+        for key in sorted(set(mapping) - allowed):
+            self.add(where, f"unknown key {key!r} (valid: {', '.join(sorted(allowed))})")
+        for key in required:
+            if key not in mapping:
+                self.add(where, f"missing key {key!r}")
+        return True
+
+    def positive_int(self, where: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.add(where, f"must be an integer >= 1, not {value!r}")
+            return 1
+        return value
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise InputError("invalid sweep:\n  " + "\n  ".join(self.problems), self.path)
+
+
+def _resolve(base: Path, value: Optional[str]) -> Optional[Path]:
+    if value is None:
+        return None
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _name_ok(check: _Checker, where: str, name: Any) -> bool:
+    if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or name.startswith("_"):
+        check.add(where, f"name {name!r} must be a non-empty path component not starting with '_'")
+        return False
+    return True
+
+
+def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, Any], base: Path) -> Optional[ModelSpec]:
+    from toolkit.models.registry import backend_names
+
+    if not check.keys(where, raw, _MODEL_KEYS, ("name", "backend")):
+        return None
+    name, backend = raw.get("name"), raw.get("backend")
+    _name_ok(check, where, name)
+    if backend not in backend_names():
+        check.add(where, f"unknown backend {backend!r} (available: {', '.join(backend_names())})")
+    tiny = raw.get("tiny")
+    if tiny is not None:
+        if backend not in TINY_BUILDERS:
+            check.add(where, f"tiny models exist for {', '.join(sorted(TINY_BUILDERS))}, not {backend!r}")
+        if not isinstance(tiny, Mapping):
+            check.add(where, "tiny must be a mapping of sizes ({} for the defaults)")
+            tiny = {}
+        if raw.get("path") is not None:
+            check.add(where, "give either path or tiny, not both")
+    elif raw.get("path") is None and backend != "simulated":
+        check.add(where, "missing key 'path' (checkpoint folder or hub id)")
+    load = raw.get("load") or {}
+    check.keys(f"{where}.load", load, _LOAD_KEYS)
+    setup = raw.get("setup") or []
+    if isinstance(setup, str) or not all(isinstance(s, str) for s in setup):
+        check.add(where, "setup must be a list of shell lines")
+        setup = []
+    path = raw.get("path")
+    if path is not None and backend != "simulated":
+        local = _resolve(base, path)
+        # a hub id stays as written; a path that exists (or looks like one) becomes absolute
+        path = str(local) if local is not None and (local.exists() or str(path).startswith((".", "/", "~"))) else path
+    return ModelSpec(name=str(name), backend=str(backend), path=None if path is None else str(path),
+                     tiny=None if tiny is None else dict(tiny),
+                     batch_size=check.positive_int(f"{where}.batch_size", raw.get("batch_size", defaults["batch_size"])),
+                     setup=tuple(setup), python=raw.get("python"), load=dict(load))
+
+
+def _parse_dataset(check: _Checker, where: str, raw: Any, default_shards: int, base: Path) -> Optional[DatasetSpec]:
+    if not check.keys(where, raw, _DATASET_KEYS, ("name",)):
+        return None
+    name = raw.get("name")
+    _name_ok(check, where, name)
+    demo, manifest = raw.get("demo"), _resolve(base, raw.get("manifest"))
+    if (demo is None) == (manifest is None):
+        check.add(where, "give exactly one of manifest (a prepared manifest) or demo (the generated demo set)")
+    if demo is not None:
+        check.keys(f"{where}.demo", demo, {"items_per_task", "seed"})
+    if manifest is not None and not manifest.is_file():
+        check.add(where, f"manifest {manifest} does not exist")
+    data_root = _resolve(base, raw.get("data_root"))
+    if data_root is None and manifest is not None:
+        data_root = manifest.parent
+    return DatasetSpec(name=str(name), manifest=manifest, data_root=data_root,
+                       shards=check.positive_int(f"{where}.shards", raw.get("shards", default_shards)),
+                       demo=None if demo is None else dict(demo))
+
+
+def _parse_conditions(check: _Checker, raw: Any) -> Tuple[str, ...]:
+    from toolkit.perturb import expand_conditions
+
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names:
+        check.add("conditions", "must be a non-empty list of condition names or a set name such as 'study'")
+        return ()
+    try:
+        return tuple(c.name for c in expand_conditions([str(n) for n in names]))
+    except ValueError as exc:
+        check.add("conditions", str(exc))
+        return ()
+
+
+def _parse_modes_and_prompts(check: _Checker, raw: Mapping[str, Any]) -> Tuple[Tuple[str, ...], Dict[str, str]]:
+    from toolkit.infer import MODES
+    from toolkit.prompts import get_prompt
+
+    modes = raw.get("modes", list(MODES))
+    if isinstance(modes, str):
+        modes = [modes]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        check.add("modes", f"must be a non-empty list of {', '.join(MODES)}; got {modes!r}")
+    prompts = {"reasoning": "reasoning-v1", "direct": "direct-v1"}
+    given = raw.get("prompts") or {}
+    if check.keys("prompts", given, set(MODES)):
+        prompts.update({str(k): str(v) for k, v in given.items()})
+    for mode, name in prompts.items():
+        try:
+            template = get_prompt(name)
+        except ValueError as exc:
+            check.add(f"prompts.{mode}", str(exc))
+            continue
+        if template.mode != mode:
+            check.add(f"prompts.{mode}", f"{name!r} is a {template.mode} prompt")
+    return tuple(m for m in modes if m in MODES), prompts
+
+
+def load_sweep(path: Pathlike) -> Sweep:
+    """Read and validate a sweep YAML file.
+
+    Args:
+        path: the sweep file.
+
+    Returns:
+        The sweep, with every path absolute.
+
+    Raises:
+        InputError: unreadable YAML or any invalid entry (all problems listed at once).
+    """
+    import yaml
+
+    from toolkit.score import GROUP_KEYS
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read sweep file: {exc.strerror}", path) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path,
+                         None if mark is None else mark.line + 1) from None
+    check = _Checker(path)
+    if not check.keys("sweep", raw, _TOP_KEYS, ("experiment", "models", "datasets", "conditions")):
+        check.raise_if_any()
+    base = path.resolve().parent
+    experiment = raw.get("experiment")
+    _name_ok(check, "experiment", experiment)
+    defaults = {"batch_size": raw.get("batch_size", 8)}
+    generation = raw.get("generation") or {}
+    check.keys("generation", generation, _GENERATION_KEYS)
+    models = [_parse_model(check, f"models[{i}]", m, defaults, base) for i, m in enumerate(raw.get("models") or [])]
+    default_shards = check.positive_int("shards", raw.get("shards", 1))
+    datasets = [_parse_dataset(check, f"datasets[{i}]", d, default_shards, base)
+                for i, d in enumerate(raw.get("datasets") or [])]
+    for kind, specs in (("models", models), ("datasets", datasets)):
+        names = [s.name for s in specs if s is not None]
+        if not names:
+            check.add(kind, "must list at least one entry")
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            check.add(kind, f"name {dup!r} used twice")
+    conditions = _parse_conditions(check, raw.get("conditions"))
+    modes, prompts = _parse_modes_and_prompts(check, raw)
+    runs = check.positive_int("runs", raw.get("runs", 1))
+    if runs > 1 and not generation.get("sample", False):
+        check.add("runs", "runs > 1 with greedy decoding gives identical runs; set generation.sample: true")
+    score_by = tuple(raw.get("score_by") or ("model", "dataset", "condition", "mode"))
+    for key in score_by:
+        if key not in GROUP_KEYS:
+            check.add("score_by", f"unknown key {key!r} (valid: {', '.join(GROUP_KEYS)})")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        check.add("seed", f"must be an integer, not {seed!r}")
+    check.raise_if_any()
+    return Sweep(source=path.resolve(), experiment=str(experiment), output=_resolve(base, raw.get("output", "runs")),
+                 models=tuple(models), datasets=tuple(datasets), conditions=conditions, modes=modes, runs=runs,
+                 seed=seed, generation=dict(generation), prompts=prompts, score_by=score_by)
+
+
+def plan_tasks(sweep: Sweep) -> List[Task]:
+    """Every array task of a sweep: per model, one task per (dataset, shard).
+
+    Each task loads its model once and runs every (condition, mode) unit of its shard,
+    so a sweep costs one model load per task instead of one per (dataset, condition, mode).
+    """
+    units = tuple((c, m) for c in sweep.conditions for m in sweep.modes)
+    return [Task(model=model, dataset=ds, shard=k, units=units)
+            for model in sweep.models for ds in sweep.datasets for k in range(ds.shards)]
