@@ -48,7 +48,9 @@ class JobRef:
         if isinstance(self.handle, _InProcessJob):
             return self.handle.state
         state = str(self.handle.state).upper()
-        return "COMPLETED" if state == "FINISHED" else state
+        if state == "FINISHED":  # submitit's local jobs: the process ended; its result says how
+            return "FAILED" if self.handle.exception() is not None else "COMPLETED"
+        return state
 
     def wait(self, poll_s: float = 2.0) -> str:
         """Block until the job ends; returns its final state."""

@@ -26,7 +26,7 @@ TINY_BUILDERS = {"qwen2-audio": "build_qwen2_audio", "qwen2.5-omni": "build_qwen
 
 _TOP_KEYS = {"experiment", "output", "seed", "runs", "shards", "batch_size", "generation", "prompts", "models",
              "datasets", "conditions", "modes", "score_by"}
-_MODEL_KEYS = {"name", "backend", "path", "tiny", "batch_size", "setup", "python", "load"}
+_MODEL_KEYS = {"name", "backend", "path", "tiny", "batch_size", "setup", "python", "load", "generation"}
 _DATASET_KEYS = {"name", "manifest", "data_root", "shards", "demo"}
 _GENERATION_KEYS = {"max_new_tokens", "sample", "temperature", "top_p", "num_beams"}
 _LOAD_KEYS = {f.name for f in dataclasses.fields(LoadOptions)}
@@ -46,6 +46,7 @@ class ModelSpec:
         setup: shell lines run before this model's tasks (module loads, venv activation).
         python: interpreter for this model's tasks (default: the launching one).
         load: :class:`toolkit.models.base.LoadOptions` fields.
+        generation: generation settings for this model, over the sweep's.
     """
 
     name: str
@@ -56,6 +57,7 @@ class ModelSpec:
     setup: Tuple[str, ...] = ()
     python: Optional[str] = None
     load: Dict[str, Any] = field(default_factory=dict)
+    generation: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,8 @@ def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, A
         check.add(where, "missing key 'path' (checkpoint folder or hub id)")
     load = raw.get("load") or {}
     check.keys(f"{where}.load", load, _LOAD_KEYS)
+    generation = raw.get("generation") or {}
+    check.keys(f"{where}.generation", generation, _GENERATION_KEYS)
     setup = raw.get("setup") or []
     if isinstance(setup, str) or not all(isinstance(s, str) for s in setup):
         check.add(where, "setup must be a list of shell lines")
@@ -219,7 +223,7 @@ def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, A
     return ModelSpec(name=str(name), backend=str(backend), path=None if path is None else str(path),
                      tiny=None if tiny is None else dict(tiny),
                      batch_size=check.positive_int(f"{where}.batch_size", raw.get("batch_size", defaults["batch_size"])),
-                     setup=tuple(setup), python=raw.get("python"), load=dict(load))
+                     setup=tuple(setup), python=raw.get("python"), load=dict(load), generation=dict(generation))
 
 
 def _parse_dataset(check: _Checker, where: str, raw: Any, default_shards: int, base: Path) -> Optional[DatasetSpec]:
@@ -328,8 +332,10 @@ def load_sweep(path: Pathlike) -> Sweep:
     conditions = _parse_conditions(check, raw.get("conditions"))
     modes, prompts = _parse_modes_and_prompts(check, raw)
     runs = check.positive_int("runs", raw.get("runs", 1))
-    if runs > 1 and not generation.get("sample", False):
-        check.add("runs", "runs > 1 with greedy decoding gives identical runs; set generation.sample: true")
+    for model in models:
+        if runs > 1 and model is not None and not {**generation, **model.generation}.get("sample", False):
+            check.add("runs", f"runs > 1 with greedy decoding gives identical runs for {model.name}; "
+                      "set generation.sample: true")
     score_by = tuple(raw.get("score_by") or ("model", "dataset", "condition", "mode"))
     for key in score_by:
         if key not in GROUP_KEYS:

@@ -94,7 +94,7 @@ def _config(sweep: Sweep, task: Task, condition: str, mode: str) -> Any:
     from toolkit.prompts import get_prompt
 
     prompt = get_prompt(sweep.prompts[mode])
-    gen = sweep.generation
+    gen = {**sweep.generation, **task.model.generation}
     settings = GenerationSettings(max_new_tokens=gen.get("max_new_tokens") or prompt.max_new_tokens,
                                   do_sample=bool(gen.get("sample", False)), temperature=gen.get("temperature", 1.0),
                                   top_p=gen.get("top_p", 1.0), num_beams=gen.get("num_beams", 1))
