@@ -112,6 +112,8 @@ def test_plots(files, tmp_path, capsys):
     assert main([str(files["clean"]), str(files["noise"]), "--plots", str(tmp_path / "plots"), "-q"]) == 0
     png = tmp_path / "plots" / "accuracy.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "plots" / "accuracy.pdf").read_bytes()[:5] == b"%PDF-"
+    assert json.loads((tmp_path / "plots" / "accuracy.png.meta.json").read_text())["params"]["plot"] == "accuracy"
 
 
 @pytest.mark.parametrize("prediction, correct", [
@@ -181,3 +183,104 @@ def test_real_seed_animal(shared_data, capsys):
     (row,) = _json_table(capsys, [str(path)])
     assert (row["condition"], row["mode"], row["items"]) == ("baseline", "reasoning", 1000)
     assert row["acc"] == pytest.approx(sum(own) / len(own))
+
+
+# ---------------------------------------------------------------- ASR rows (WER), SAKURA judge export, curves
+
+
+def _asr_files(tmp_path: Path, files: dict, reference_2: str = "Hello big world") -> dict:
+    items = [Item(id="u0", dataset="libri", audio="u0.flac", question="Transcribe.", task="asr",
+                  reference="The cat sat."),
+             Item(id="u1", dataset="libri", audio="u1.flac", question="Transcribe.", task="asr",
+                  reference=reference_2)]
+    mcq = [Item(id=f"it{i}", dataset="demo", audio=f"{i}.wav", question="Which animal?", choices=CHOICES, answer=0)
+           for i in range(10)]
+    rows = [{"id": "u0", "model": "m", "condition": "clean", "mode": "direct", "run": 0,
+             "raw_output": "the cat sat down", "reasoning": "", "pred": None, "correct": None, "error": None},
+            {"id": "u1", "model": "m", "condition": "clean", "mode": "direct", "run": 0,
+             "raw_output": None, "reasoning": None, "pred": None, "correct": None, "error": "audio unreadable"}]
+    asr = tmp_path / "asr.jsonl"
+    asr.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"asr": asr, "manifest": write_manifest(tmp_path / "mixed.jsonl", items + mcq), "clean": files["clean"]}
+
+
+def test_asr_wer_table_and_per_item(files, tmp_path, capsys):
+    f = _asr_files(tmp_path, files)
+    per_item = tmp_path / "items.jsonl"
+    (row,) = _json_table(capsys, [str(f["asr"]), "--manifest", str(f["manifest"]), "--per-item", str(per_item)])
+    # u0: 3 hits + 1 insertion; u1 failed: its 3 reference words are deletions -> 4 / 6
+    assert row == {"condition": "clean", "mode": "direct", "items": 2, "errors": 1, "ref_words": 6, "hits": 3,
+                   "substitutions": 0, "deletions": 3, "insertions": 1, "wer": pytest.approx(4 / 6)}
+    lines = [json.loads(line) for line in per_item.read_text().splitlines()]
+    assert [(r["id"], r["hypothesis"], r["insertions"], r["deletions"], r["wer"]) for r in lines] == [
+        ("u0", "the cat sat down", 1, 0, pytest.approx(1 / 3)), ("u1", "", 0, 3, 1.0)]
+    assert json.loads((tmp_path / "items.jsonl.meta.json").read_text())["stage"] == "score"
+    assert main([str(f["asr"]), "--manifest", str(f["manifest"]), "-q"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| clean | direct | 2 | 1 | 6 | 3 | 0 | 3 | 1 | 66.67 |"
+
+
+def test_mixed_mcq_and_asr(files, tmp_path, capsys):
+    f = _asr_files(tmp_path, files)
+    args = [str(f["clean"]), str(f["asr"]), "--manifest", str(f["manifest"]), "-q"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("### accuracy\n\n| condition | mode | items |") and "\n### WER\n\n| condition |" in text
+    data = _json_table(capsys, args)
+    assert [r["acc"] for r in data["accuracy"]] == [0.6] and [r["wer"] for r in data["wer"]] == [pytest.approx(4 / 6)]
+    assert main(args + ["--format", "csv"]) == 2
+    assert "CSV holds one table" in capsys.readouterr().err
+    assert main([str(f["clean"]), "--manifest", str(f["manifest"]), "--per-item", str(tmp_path / "x.jsonl"), "-q"]) == 2
+
+
+def test_asr_empty_reference_names_item(files, tmp_path, capsys):
+    f = _asr_files(tmp_path, files, reference_2="  ")
+    assert main([str(f["asr"]), "--manifest", str(f["manifest"]), "-q"]) == 2
+    assert "[u1]" in capsys.readouterr().err
+
+
+def test_sakura_judge_export(tmp_path, capsys):
+    items = [Item(id=f"sakura_animal_dog{i}_{hop}", dataset="sakura", subset="animal", hop=hop,
+                  audio=f"Animal/audio/dog{i}.wav", question="What animal is it?", choices=["Dog", "Cat"], answer=0,
+                  meta={"track": "Animal", "audio_file": f"dog{i}.wav"})
+             for i in range(2) for hop in ("single", "multi")]
+    outputs = ["<think>It barks.</think> (a) Dog", "The animal is a cat.", "A dog.", "I cannot tell."]
+    rows = [{"id": item.id, "model": "qwen2-audio", "condition": "mask-p20-scattered-silence", "mode": "reasoning",
+             "run": 0, "raw_output": out, "reasoning": "x", "pred": None, "correct": None, "error": None}
+            for item, out in zip(items, outputs)]
+    results = tmp_path / "sakura.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = write_manifest(tmp_path / "sakura-manifest.jsonl", items)
+    out = tmp_path / "judge"
+    assert main([str(results), "--manifest", str(manifest), "--official", "sakura", "-q"]) == 2  # needs --export
+    assert main([str(results), "--manifest", str(manifest), "--official", "sakura", "--export", str(out), "-q"]) == 0
+    stem = "qwen2-audio_mask-p20-scattered-silence_reasoning_run0"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"Animal_multi_{stem}.json", f"Animal_multi_{stem}.json.meta.json",
+                            f"Animal_single_{stem}.json", f"Animal_single_{stem}.json.meta.json"])
+    single = json.loads((out / f"Animal_single_{stem}.json").read_text())
+    assert single == {
+        "attribute": "Animal", "type": "single", "model": "qwen2-audio", "condition": "mask-p20-scattered-silence",
+        "mode": "reasoning", "run": 0,
+        "results": {
+            "dog0.wav": {"id": "sakura_animal_dog0_single", "instruction": "What animal is it? (a) Dog (b) Cat",
+                         "response": "(a) Dog", "label": "(a) Dog"},
+            "dog1.wav": {"id": "sakura_animal_dog1_single", "instruction": "What animal is it? (a) Dog (b) Cat",
+                         "response": "A dog.", "label": "(a) Dog"}}}
+    multi = json.loads((out / f"Animal_multi_{stem}.json").read_text())
+    assert [r["response"] for r in multi["results"].values()] == ["The animal is a cat.", "I cannot tell."]
+    assert json.loads((out / f"Animal_single_{stem}.json.meta.json").read_text())["params"]["export"] == "sakura"
+
+
+def test_plots_curves_from_cli(tmp_path, capsys):
+    items = [Item(id=f"it{i}", dataset="demo", audio=f"{i}.wav", question="Which animal?", choices=CHOICES, answer=0)
+             for i in range(10)]
+    manifest = write_manifest(tmp_path / "manifest.jsonl", items)
+    paths = [_write(tmp_path / f"{c}.jsonl", preds, c) for c, preds in
+             (("clean", CLEAN), ("mask-p40-scattered-silence", NOISE), ("noise-snr0-white", NOISE))]
+    plots = tmp_path / "plots"
+    # grouped by mode only: the curves still get one line per model and dataset
+    assert main([str(p) for p in paths] + ["--manifest", str(manifest), "--by", "mode", "--plots", str(plots),
+                                            "-q"]) == 0
+    expected = {f"{stem}.{ext}{meta}" for stem in ("accuracy", "accuracy_vs_mask", "accuracy_vs_snr")
+                for ext in ("png", "pdf") for meta in ("", ".meta.json")}
+    assert {p.name for p in plots.iterdir()} == expected

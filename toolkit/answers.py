@@ -152,6 +152,16 @@ class Rule:
     description: str
 
 
+def has_reasoning_block(text: str) -> bool:
+    """True when ``text`` opens or closes a reasoning block (``<think>``, ``<Reasoning>`` ...).
+
+    Example:
+        >>> has_reasoning_block("<think>hm</think> yes"), has_reasoning_block("It is a cat.")
+        (True, False)
+    """
+    return bool(_REASONING_OPEN.search(text) or _REASONING_CLOSE.search(text))
+
+
 def split_reasoning(text: str) -> Tuple[str, str]:
     """Split a model output into its reasoning and its final (answer) text.
 

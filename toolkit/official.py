@@ -1,10 +1,24 @@
-"""The official MMAU / MMAR string matcher, and exports in their evaluators' input format.
+"""The official MMAU / MMAR string matcher, and exports in the official evaluators' input format.
 
 Both benchmarks score a free-text prediction with the same bag-of-words ``string_match``:
 tokens are the set of ``\\b\\w+\\b`` of the lowercased text; a prediction is correct iff it
 holds every token of the answer and none of the tokens that only the other choices have
 (the union over the other choices of their tokens minus the answer's tokens). It is applied
 to the final answer text (:func:`toolkit.answers.split_reasoning`), not to the reasoning.
+
+SAKURA is scored by an LLM judge (gpt-4o) instead. Its judge script reads one JSON file per
+track and hop, the shape its response-generation scripts write::
+
+    {"attribute": "Animal", "type": "single",
+     "results": {"dog28.wav": {"instruction": "... (a) Dog (b) Cat", "response": "...", "label": "(a) Dog"}}}
+
+and fills ``[QUESTION]``, ``[MODEL_GENERATED_RESPONSE]`` and ``[GROUND_TRUTH_ANSWER]`` of
+its prompt from ``instruction``, ``response`` and ``label``. :func:`sakura_judge_files`
+writes that shape (key: the audio file name, as the official files), with the instruction
+rebuilt as the question followed by ``(a) ... (b) ...`` options, the label as the answer
+option ``(c) Claws``, the final answer text as the response; each entry also carries the
+toolkit ``id`` and each file its ``model``, ``condition``, ``mode`` and ``run`` (keys the
+judge does not read).
 
 Example:
     >>> string_match("cat", "It is (B) cat.", ["dog", "cat"])
@@ -16,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence
 
 from toolkit.answers import split_reasoning
@@ -26,8 +41,11 @@ from toolkit.score import Scored
 
 #: The key each official evaluator reads the prediction from.
 PREDICTION_KEYS = {"mmau": "model_output", "mmar": "answer_prediction"}
+#: Every benchmark with an official export; SAKURA's is the input of its LLM judge.
+BENCHMARKS = ("mmau", "mmar", "sakura")
 
 _WORD = re.compile(r"\b\w+\b")
+_UNSAFE = re.compile(r"[^A-Za-z0-9.+=-]+")
 
 
 def tokens(text: str) -> FrozenSet[str]:
@@ -113,7 +131,7 @@ def export_rows(rows: Sequence[Scored], benchmark: str) -> List[Dict[str, Any]]:
     return out
 
 
-def write_export(path: Pathlike, rows: Sequence[Scored], benchmark: str) -> None:
+def write_export(path: Pathlike, rows: Sequence[Scored], benchmark: str) -> Path:
     """Atomically write :func:`export_rows` as a JSON list (the evaluators read a JSON list).
 
     Args:
@@ -121,7 +139,75 @@ def write_export(path: Pathlike, rows: Sequence[Scored], benchmark: str) -> None
         rows: records joined with a manifest.
         benchmark: ``"mmau"`` or ``"mmar"``.
 
+    Returns:
+        The written file.
+
     Raises:
         InputError: see :func:`export_rows`.
     """
-    atomic_write_json(path, export_rows(rows, benchmark))
+    return atomic_write_json(path, export_rows(rows, benchmark))
+
+
+def _judge_option(index: int, text: str) -> str:
+    return f"({chr(ord('a') + index)}) {text}"
+
+
+def _sakura_track(row: Scored, item: Item) -> str:
+    track = item.meta.get("track") or (item.subset.capitalize() if item.subset else None)
+    if not track or item.hop is None:
+        raise InputError("the SAKURA judge export needs the item's track (meta.track or subset) and hop", key=row.id)
+    return track
+
+
+def _file_name(parts: Sequence[Any]) -> str:
+    return "_".join(_UNSAFE.sub("-", str(p)) for p in parts) + ".json"
+
+
+def sakura_judge_files(rows: Sequence[Scored]) -> Dict[str, Dict[str, Any]]:
+    """Rows as SAKURA judge input files (see the module docstring), one per run of one track and hop.
+
+    Args:
+        rows: records joined with a SAKURA manifest.
+
+    Returns:
+        ``{file name: file content}``; names are
+        ``<track>_<hop>_<model>_<condition>_<mode>_run<run>.json`` (characters other than
+        letters, digits and ``.+=-`` replaced by ``-``), in first-seen order.
+
+    Raises:
+        InputError: a row without a manifest item, choices, answer, track or hop, or two
+            rows of one file with the same audio file.
+    """
+    files: Dict[str, Dict[str, Any]] = {}
+    for row in rows:
+        item = _item_of(row)
+        track = _sakura_track(row, item)
+        keys = row.keys
+        name = _file_name((track, item.hop, keys["model"], keys["condition"], keys["mode"], f"run{row.run}"))
+        content = files.setdefault(name, {"attribute": track, "type": item.hop, "model": keys["model"],
+                                          "condition": keys["condition"], "mode": keys["mode"], "run": row.run,
+                                          "results": {}})
+        key = item.meta.get("audio_file", row.id)
+        if key in content["results"]:
+            raise InputError(f"two rows for audio file {key!r} in the SAKURA judge file {name}", key=row.id)
+        options = " ".join(_judge_option(i, c) for i, c in enumerate(item.choices))
+        content["results"][key] = {"id": row.id, "instruction": f"{item.question} {options}",
+                                   "response": final_text(row.raw_output),
+                                   "label": _judge_option(item.answer, item.choices[item.answer])}
+    return files
+
+
+def write_sakura_judge(out_dir: Pathlike, rows: Sequence[Scored]) -> List[Path]:
+    """Atomically write :func:`sakura_judge_files` into ``out_dir`` (created).
+
+    Args:
+        out_dir: destination folder.
+        rows: records joined with a SAKURA manifest.
+
+    Returns:
+        The written files.
+
+    Raises:
+        InputError: see :func:`sakura_judge_files`.
+    """
+    return [atomic_write_json(Path(out_dir) / name, content) for name, content in sakura_judge_files(rows).items()]

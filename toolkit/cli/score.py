@@ -1,4 +1,4 @@
-"""``bin/score``: per-group accuracy tables with intervals, nulls and paired baseline tests."""
+"""``bin/score``: per-group accuracy tables with intervals, nulls and paired baseline tests; WER of ASR rows."""
 
 from __future__ import annotations
 
@@ -28,16 +28,30 @@ EPILOG = """examples:
   # official MMAU matcher column and the official evaluator's input file
   bin/score baseline_mmau_REAS.jsonl --manifest mmau_manifest.jsonl --official mmau --export mmau_eval.json
 
+  # SAKURA: the LLM judge's input files (one per track x hop x model/condition/mode/run)
+  bin/score runs/sakura.jsonl --manifest manifests/sakura.jsonl --official sakura --export judge-in/
+
+  # WER of ASR items (task asr in the manifest) per condition, with per-item counts
+  bin/score runs/librispeech.jsonl --manifest manifests/librispeech.jsonl --per-item wer-items.jsonl
+
+  # accuracy curves over mask ratio and SNR (one line per model, dataset and mode)
+  bin/score runs/*.jsonl --manifest manifests/sakura.jsonl --by mode --plots plots/
+
 Accuracy counts nulls as wrong (also shown over answered items) with a Wilson 95% CI;
 against a baseline: delta in points with a paired bootstrap 95% CI (10k resamples, seed 0),
 exact McNemar p (Holm-corrected across groups), answer consistency, flip rate, Cohen's kappa.
-The table goes to stdout, or to --out (atomically, with a sidecar <out>.meta.json).
+Rows of ASR items (needs --manifest) get a WER table instead: Whisper English normalisation,
+corpus WER = (S + D + I) / reference words per group; a row with an error counts as the
+deletion of its whole reference. Both kinds in one input: two tables (markdown, JSON), not CSV.
+The table goes to stdout, or to --out (atomically, with a sidecar <out>.meta.json); every
+plot and export file gets a sidecar too.
 Exit codes: 0 written, 2 bad input.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bin/score`` argument parser."""
+    from toolkit.official import BENCHMARKS
     from toolkit.report import FORMATS
     from toolkit.score import DEFAULT_BY, GROUP_KEYS
 
@@ -52,50 +66,83 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", nargs="+", type=Path, metavar="RESULTS", help="baseline result files to compare with")
     p.add_argument("--format", choices=FORMATS, default="markdown", help="table format (default: %(default)s)")
     p.add_argument("--out", type=Path, help="write the table here (atomically, with a sidecar) instead of stdout")
-    p.add_argument("--plots", type=Path, metavar="DIR", help="write accuracy.png (accuracy with CI per group) here")
-    p.add_argument("--official", choices=("mmau", "mmar"),
-                   help="add official_acc from the official string matcher (needs --manifest)")
-    p.add_argument("--export", type=Path, metavar="FILE",
-                   help="with --official: write the official evaluator's input file (JSON list)")
+    p.add_argument("--plots", type=Path, metavar="DIR",
+                   help="write accuracy per group and accuracy vs mask ratio / SNR (grouped by --by plus "
+                        "model, dataset, condition) here, PNG and PDF")
+    p.add_argument("--official", choices=BENCHMARKS,
+                   help="mmau/mmar: add official_acc from the official string matcher; sakura: no matcher (an LLM "
+                        "judge scores it), needs --export (all need --manifest)")
+    p.add_argument("--export", type=Path, metavar="PATH",
+                   help="with --official: the official evaluator's input; mmau/mmar: a JSON list file, "
+                        "sakura: a folder of judge input files")
+    p.add_argument("--per-item", type=Path, metavar="FILE",
+                   help="write the WER of every ASR row (JSONL: keys, normalised texts, S/D/I, hits, wer)")
     add_common_args(p)
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
-    from toolkit.atomic import atomic_write_text
+    from toolkit.atomic import atomic_write_jsonl, atomic_write_text
     from toolkit.cli.repair import load_items
-    from toolkit.official import official_correct, write_export
-    from toolkit.report import plot_accuracy, render
-    from toolkit.score import check_by, load_scored, score_groups
+    from toolkit.official import official_correct, write_export, write_sakura_judge
+    from toolkit.plots import curve_keys, plot_accuracy, plot_curves
+    from toolkit.report import render_tables
+    from toolkit.score import asr_item_wers, check_by, load_scored, score_groups, score_wer_groups, split_asr
     from toolkit.sidecar import write_sidecar
 
     by = check_by([k.strip() for k in args.by.split(",") if k.strip()])
     if args.export and not args.official:
-        raise InputError("--export needs --official mmau|mmar")
+        raise InputError("--export needs --official mmau|mmar|sakura")
     if args.official and not args.manifest:
         raise InputError("--official needs --manifest (the choices and answers)")
+    if args.official == "sakura" and not args.export:
+        raise InputError("--official sakura has no matcher (an LLM judge scores SAKURA): give --export DIR "
+                         "for the judge's input files")
     items: Optional[Dict[str, Item]] = None
     if args.manifest:
         items = {item.id: item for item in load_items(args.manifest)}
-    rows = load_scored(args.results, items)
-    baseline = load_scored(args.baseline, items) if args.baseline else None
-    official = official_correct(rows) if args.official else None
-    groups = score_groups(rows, by=by, baseline=baseline, official=official)
-    text = render(groups, args.format)
-    if args.out:
-        atomic_write_text(args.out, text)
-        write_sidecar(args.out, "score", results=[str(p) for p in args.results],
+    rows, asr_rows = split_asr(load_scored(args.results, items))
+    if not rows and not asr_rows:
+        raise InputError("no result rows to score")
+    provenance = dict(results=[str(p) for p in args.results],
                       manifest=None if args.manifest is None else str(args.manifest), by=list(by),
                       baseline=None if args.baseline is None else [str(p) for p in args.baseline],
-                      format=args.format, official=args.official)
-        log.info("%s: %d groups written", args.out, len(groups))
+                      official=args.official)
+    groups = []
+    if rows:
+        baseline = split_asr(load_scored(args.baseline, items))[0] if args.baseline else None
+        official = official_correct(rows) if args.official in ("mmau", "mmar") else None
+        groups = score_groups(rows, by=by, baseline=baseline, official=official)
+    wers = asr_item_wers(asr_rows)
+    wer_groups = score_wer_groups(wers, by=by) if wers else []
+    text = render_tables(groups, wer_groups, args.format)
+    if args.out:
+        atomic_write_text(args.out, text)
+        write_sidecar(args.out, "score", format=args.format, **provenance)
+        log.info("%s: %d groups written", args.out, len(groups) + len(wer_groups))
     else:
         sys.stdout.write(text)
+    if args.per_item:
+        if not wers:
+            raise InputError("--per-item: no ASR rows (items with task asr in --manifest)")
+        atomic_write_jsonl(args.per_item, (w.to_dict() for w in wers))
+        write_sidecar(args.per_item, "score", **provenance)
+        log.info("%s: WER of %d ASR rows", args.per_item, len(wers))
     if args.plots:
-        plot_accuracy(groups, args.plots)
+        if not rows:
+            raise InputError("--plots: no multiple-choice rows to plot accuracy of")
+        plot_accuracy(groups, args.plots, params=provenance)
+        plot_by = curve_keys(by)
+        plot_curves(groups if plot_by == by else score_groups(rows, by=plot_by), args.plots, params=provenance)
     if args.export:
-        write_export(args.export, rows, args.official)
-        log.info("%s: %d rows in the official %s format", args.export, len(rows), args.official)
+        if args.official == "sakura":
+            paths = write_sakura_judge(args.export, rows)
+        else:
+            paths = [write_export(args.export, rows, args.official)]
+        for path in paths:
+            write_sidecar(path, "score", export=args.official, **provenance)
+        log.info("%s: %d rows in the official %s format (%d files)", args.export, len(rows), args.official,
+                 len(paths))
     return EXIT_OK
 
 
