@@ -150,7 +150,8 @@ def merge_job(run_dir: str) -> Dict[str, Any]:
     from toolkit.store import merge_run
 
     logging.basicConfig(level=logging.INFO)
-    return merge_run(run_dir).to_dict()
+    report = merge_run(run_dir)
+    return {"outputs": [str(p) for p in report.outputs], "rows": report.rows, "missing": report.missing}
 
 
 def score_job(run_dir: str, by: Sequence[str]) -> List[str]:
