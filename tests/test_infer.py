@@ -202,3 +202,13 @@ def test_items_that_cannot_share_a_batch_run_one_by_one(demo, tmp_path, tiny_fol
                  "--max-new-tokens", "4", "--min-new-tokens", "4", "--out", str(out), "-q"]) == 0
     rows = {r["id"]: r for r in _rows(out)}
     assert len(rows) == 4 and all(r["error"] is None and r["n_new_tokens"] == 4 for r in rows.values())
+
+
+def test_simulated_parameters_are_checked():
+    from toolkit.models.simulated import SimulatedParams
+
+    assert SimulatedParams.parse("accuracy=0.5,latency=0.25,seed=2") == SimulatedParams(accuracy=0.5, latency=0.25,
+                                                                                        seed=2)
+    for bad in ("latency=-1", "accuracy=1.5", "speed=3", "seed"):
+        with pytest.raises(ValueError):
+            SimulatedParams.parse(bad)

@@ -15,12 +15,14 @@ condition, so every metric downstream can be checked against ground truth:
 
 Reasoning-mode text is a few sentences ending in ``Answer: (X)``; direct mode is ``(X)``.
 ``--model-path`` holds the parameters as ``key=value`` pairs, e.g.
-``accuracy=0.9,follow=0.8,seed=0`` (all optional).
+``accuracy=0.9,follow=0.8,seed=0`` (all optional); ``latency=0.5`` makes each request
+take that many seconds, like a model on a GPU (for interruption tests and benchmarks).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -41,6 +43,7 @@ class SimulatedParams:
     snr_mid: float = 0.0
     snr_width: float = 5.0
     seed: int = 0
+    latency: float = 0.0
 
     @classmethod
     def parse(cls, spec: Optional[str]) -> "SimulatedParams":
@@ -62,6 +65,8 @@ class SimulatedParams:
         params = cls(**values)
         if not (0.0 <= params.accuracy <= 1.0 and 0.0 <= params.follow <= 1.0):
             raise ValueError("simulated model parameters: accuracy and follow must be in [0, 1]")
+        if params.latency < 0:
+            raise ValueError("simulated model parameters: latency must be >= 0 seconds")
         return params
 
 
@@ -126,6 +131,8 @@ class SimulatedBackend(Backend):
                  score_options: bool = False) -> List[Generation]:
         """One answer per request: reasoning text when the budget allows, else ``(X)``."""
         out = []
+        if self.params.latency:  # stands in for a model's compute time (interruption tests, benchmarks)
+            time.sleep(self.params.latency * len(prepared))
         for request in prepared:
             choice = self.choose(request)
             text = self._text(request, choice, reasoning=settings.max_new_tokens > 32)
