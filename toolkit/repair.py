@@ -10,6 +10,11 @@ from the manifest. It edits the rows in place, in their own format:
   the earlier scripts computed it.
 
 A prediction the cascade cannot decide stays null: no option is ever picked at random.
+
+With a :class:`toolkit.semantic.SemanticMatcher` (``bin/repair --semantic``), the
+predictions where no rule fired (null, ``pred_source`` None: not refusals, not ties) then go
+through the semantic step in batches of :data:`SEMANTIC_BATCH`; what it decides is recorded
+as rule ``"semantic"``, the rest stays null.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from toolkit.answers import Extraction, extract_answer
 from toolkit.errors import InputError
 from toolkit.manifest import Item, letter
 from toolkit.results import SEED, TOOLKIT, ResultRow, letter_index
+
+if TYPE_CHECKING:
+    from toolkit.semantic import SemanticMatcher
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,8 @@ MAX_EXAMPLES = 10
 Reparsed = Tuple[int, Optional[int], Optional[int], Extraction]
 #: ``by_rule`` key for re-parsed predictions where no rule fired.
 NO_RULE = "none"
+#: Predictions handed to the semantic step per call.
+SEMANTIC_BATCH = 256
 
 
 @dataclass
@@ -95,6 +105,7 @@ def repair_rows(
     items_by_id: Mapping[str, Item],
     reparse_all: bool = False,
     mode: Optional[str] = None,
+    semantic: Optional["SemanticMatcher"] = None,
 ) -> RepairReport:
     """Re-extract answers in ``rows`` (edited in place).
 
@@ -109,6 +120,9 @@ def repair_rows(
             :func:`toolkit.results.seed_mode_from_name`). ``"direct"`` rows are not counted
             as missed reasoning; any other value, or None, counts empty reasoning entries.
             Toolkit rows use their own ``mode``.
+        semantic: when given, the re-parsed predictions where no rule fired (null, source
+            None) go through this matcher afterwards, in batches; its decisions count as rule
+            ``"semantic"``.
 
     Returns:
         The :class:`RepairReport`.
@@ -120,9 +134,8 @@ def repair_rows(
     if fmt not in (TOOLKIT, SEED):
         raise InputError(f"unknown result format {fmt!r}; valid: {[TOOLKIT, SEED]}")
     report = RepairReport(rows=len(rows), reparse_all=reparse_all)
-    rules: Counter = Counter()
-    reasons: Counter = Counter()
-    changed_ids = set()
+    tally = _Tally(report)
+    pending: List[Tuple[ResultRow, Item, Reparsed]] = []
     for row in rows:
         item = items_by_id.get(row.id)
         if item is None:
@@ -131,24 +144,81 @@ def repair_rows(
             raise InputError(f"item {row.id!r} has no options to extract an answer from", row.path, row.line, row.id)
         reparsed = (_repair_toolkit(row, item, reparse_all, report) if fmt == TOOLKIT
                     else _repair_seed(row, item, reparse_all, mode, report))
-        for run, old, new, found in reparsed:
-            rules[found.source or NO_RULE] += 1
-            if old == new:
-                continue
-            changed_ids.add(row.id)
-            if old is None:
-                report.filled += 1
-                continue
-            report.relabelled += 1
-            reasons[found.source or NO_RULE] += 1
-            if len(report.examples) < MAX_EXAMPLES:
-                report.examples.append({"id": row.id, "run": run, "old": letter(old),
-                                        "new": None if new is None else letter(new), "rule": _why(found)})
-    report.items_changed = len(changed_ids)
-    report.by_rule = dict(rules)
-    report.relabel_reasons = dict(reasons)
+        for one in reparsed:
+            run, _, new, found = one
+            if semantic is not None and new is None and found.source is None and _raw(row, run, fmt):
+                pending.append((row, item, one))  # counted once the semantic step has run
+            else:
+                tally.add(row.id, one)
+    if semantic is not None:
+        _run_semantic(semantic, pending, fmt, report, tally)
+    report.items_changed = len(tally.changed_ids)
+    report.by_rule = dict(tally.rules)
+    report.relabel_reasons = dict(tally.reasons)
     log.debug("repair: %s", report.to_dict())
     return report
+
+
+class _Tally:
+    """Counts of re-parsed predictions per rule, changed items, fills and relabels."""
+
+    def __init__(self, report: RepairReport) -> None:
+        self.report = report
+        self.rules: Counter = Counter()
+        self.reasons: Counter = Counter()
+        self.changed_ids: set = set()
+
+    def add(self, item_id: str, reparsed: Reparsed) -> None:
+        """Count one re-parsed prediction (after every step that may still change it)."""
+        run, old, new, found = reparsed
+        report = self.report
+        self.rules[found.source or NO_RULE] += 1
+        if old == new:
+            return
+        self.changed_ids.add(item_id)
+        if old is None:
+            report.filled += 1
+            return
+        report.relabelled += 1
+        self.reasons[found.source or NO_RULE] += 1
+        if len(report.examples) < MAX_EXAMPLES:
+            report.examples.append({"id": item_id, "run": run, "old": letter(old),
+                                    "new": None if new is None else letter(new), "rule": _why(found)})
+
+
+def _raw(row: ResultRow, run: int, fmt: str) -> Optional[str]:
+    """The raw output of one prediction of ``row``."""
+    return row.data["raw_output"] if fmt == TOOLKIT else row.data["raw_model_outputs"][run]
+
+
+def _run_semantic(matcher: "SemanticMatcher", pending: Sequence[Tuple[ResultRow, Item, Reparsed]], fmt: str,
+                  report: RepairReport, tally: _Tally) -> None:
+    """Send the predictions no rule decided through ``matcher`` in batches; apply and count."""
+    log.info("semantic step on %d predictions no rule decided", len(pending))
+    for start in range(0, len(pending), SEMANTIC_BATCH):
+        batch = pending[start:start + SEMANTIC_BATCH]
+        found_all = matcher.match_batch([_raw(row, one[0], fmt) for row, _, one in batch],
+                                        [item.choices for _, item, _ in batch])
+        for (row, item, (run, old, _, cascade)), found in zip(batch, found_all):
+            if found.source is None:  # the step did not fire: keep the cascade's null and reason
+                tally.add(row.id, (run, old, None, cascade))
+                continue
+            _apply(row, item, fmt, run, found)
+            report.nulls_after -= found.pred is not None
+            tally.add(row.id, (run, old, found.pred, found))
+
+
+def _apply(row: ResultRow, item: Item, fmt: str, run: int, found: Extraction) -> None:
+    """Write one extraction into ``row`` in its own format (with ``correct`` / ``accuracy``)."""
+    d = row.data
+    if fmt == TOOLKIT:
+        d["pred"], d["pred_source"] = found.pred, found.source
+        if item.answer is not None:
+            accepted = set(item.meta.get("equivalent_answers", [])) | {item.answer}
+            d["correct"] = found.pred in accepted
+        return
+    d["predicted_letters"][run] = None if found.pred is None else letter(found.pred)
+    d["accuracy"] = seed_accuracy(d["predicted_letters"], d["true_letter"])
 
 
 def _why(found: Extraction) -> str:
@@ -169,10 +239,7 @@ def _repair_toolkit(row: ResultRow, item: Item, reparse_all: bool, report: Repai
         report.missed_reasoning += 1
     if d["raw_output"] is not None and (old is None or reparse_all):
         found = extract_answer(d["raw_output"], item.choices)
-        d["pred"], d["pred_source"] = found.pred, found.source
-        if item.answer is not None:
-            accepted = set(item.meta.get("equivalent_answers", [])) | {item.answer}
-            d["correct"] = found.pred in accepted
+        _apply(row, item, TOOLKIT, d.get("run", 0), found)
         yield d.get("run", 0), old, found.pred, found
     report.nulls_after += d["pred"] is None
 
@@ -191,7 +258,7 @@ def _repair_seed(row: ResultRow, item: Item, reparse_all: bool, mode: Optional[s
             report.missed_reasoning += 1
         if old_letter is None or reparse_all:
             found = extract_answer(raw, item.choices)
-            letters[run] = None if found.pred is None else letter(found.pred)
+            _apply(row, item, SEED, run, found)
             yield run, letter_index(old_letter), found.pred, found
         report.nulls_after += letters[run] is None
     d["accuracy"] = seed_accuracy(letters, d["true_letter"])

