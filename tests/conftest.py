@@ -51,3 +51,34 @@ def tiny_folders(tmp_path_factory: pytest.TempPathFactory) -> dict:
                "af3": tiny.build_af3(root / "af3")}
     tiny.build_af3_think_adapter(folders["af3"])
     return folders
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """``SLURM_CONF`` of a running test cluster (``slurm/ci/cluster.sh start DIR``, then
+    ``source DIR/env.sh``). Skips when there is none, but fails when ``ALM_REQUIRE_SLURM=1``
+    (CI), so a cluster that did not start cannot pass silently."""
+    import shutil
+    import subprocess
+
+    required = os.environ.get("ALM_REQUIRE_SLURM") == "1"
+    conf = os.environ.get("SLURM_CONF")
+    reason = None
+    if not conf:
+        reason = "SLURM_CONF is not set (start one with slurm/ci/cluster.sh start DIR; source DIR/env.sh)"
+    elif not Path(conf).is_file():
+        reason = f"SLURM_CONF={conf} does not exist"
+    elif shutil.which("sinfo") is None:
+        reason = "sinfo is not installed (slurm/ci/install.sh)"
+    else:
+        try:
+            out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=5)
+            if out.returncode != 0 or not out.stdout.strip():
+                reason = f"sinfo does not answer for SLURM_CONF={conf}: {out.stderr.strip()}"
+        except subprocess.TimeoutExpired:
+            reason = f"sinfo did not answer within 5 s for SLURM_CONF={conf}"
+    if reason:
+        if required:
+            pytest.fail(f"ALM_REQUIRE_SLURM=1 but no SLURM cluster: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return conf
