@@ -59,6 +59,11 @@ def materialise_inputs(sweep: Sweep) -> Sweep:
                 write_demo_manifest(root, items_per_task=int(ds.demo.get("items_per_task", 8)),
                                     seed=int(ds.demo.get("seed", sweep.seed)))
             ds = dataclasses.replace(ds, manifest=manifest, data_root=root)
+        n_items = _count_items(ds.manifest)
+        if ds.shards > max(1, n_items):
+            log.warning("dataset %s has %d items: %d shards instead of %d (a shard needs an item)", ds.name,
+                        n_items, max(1, n_items), ds.shards)
+            ds = dataclasses.replace(ds, shards=max(1, n_items))
         datasets.append(ds)
     models = []
     for model in sweep.models:
@@ -71,6 +76,12 @@ def materialise_inputs(sweep: Sweep) -> Sweep:
             model = dataclasses.replace(model, path=str(folder))
         models.append(model)
     return dataclasses.replace(sweep, datasets=tuple(datasets), models=tuple(models))
+
+
+def _count_items(manifest: Path) -> int:
+    """Non-blank lines of a manifest (its items; validation happens when tasks read it)."""
+    with open(manifest, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
 
 
 def expected_units(sweep: Sweep) -> List[Dict[str, Any]]:
