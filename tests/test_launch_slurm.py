@@ -71,6 +71,17 @@ def _wait_for_rows(path: Path, n: int, timeout_s: float = 120.0) -> None:
     raise AssertionError(f"{path} did not reach {n} rows within {timeout_s} s")
 
 
+def _wait_for_state(job: str, state: str, timeout_s: float = 60.0) -> None:
+    """Poll ``squeue`` until ``job`` is in ``state``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+        if out.strip() == state:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {job} did not reach {state} within {timeout_s} s")
+
+
 def _task_job(run_dir: Path) -> str:
     return next(j["job_id"] for j in read_launch(run_dir)["submissions"][-1]["jobs"] if j["kind"] == "task")
 
@@ -112,6 +123,9 @@ def test_a_requeued_task_resumes_mid_shard_without_losing_or_duplicating_rows(sl
     _wait_for_rows(shard, 3)
     job = _task_job(sweep.run_dir)
     subprocess.run(["scontrol", "requeue", job], check=True)
+    # SLURM holds a requeued job for about two minutes (Reason=BeginTime); release it now
+    _wait_for_state(job, "PENDING")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     states = launch.wait(poll_s=1.0)
     assert set(states.values()) == {"COMPLETED"}, states
     _check_complete(sweep.run_dir, units=2, items=15)
