@@ -156,3 +156,21 @@ def test_a_task_killed_hard_is_finished_by_resume(slurm_cluster, tmp_path):
     last = read_launch(sweep.run_dir)["submissions"][-1]
     assert last["resume"] is True and last["tasks_submitted"] == 1
     _check_complete(sweep.run_dir, units=2, items=15)
+
+
+def test_a_preempted_task_checkpoints_requeues_itself_and_finishes(slurm_cluster, tmp_path):
+    sweep = load_sweep(_write(tmp_path / "slow.yaml", SLOW)).with_output(tmp_path / "out")
+    launch = Launch(sweep, load_profile(PROFILE), "slurm")
+    launch.submit()
+    shard = sweep.run_dir / "sim" / "demo" / "clean" / "direct" / "shard-00000-of-00001.jsonl"
+    _wait_for_rows(shard, 3)
+    job = _task_job(sweep.run_dir)
+    # what SLURM sends before a time limit or a preemption (--signal=USR2@signal_delay_s)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    _wait_for_state(job, "PENDING")  # submitit checkpointed the task and requeued it
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    states = launch.wait(poll_s=1.0)
+    assert set(states.values()) == {"COMPLETED"}, states
+    _check_complete(sweep.run_dir, units=2, items=15)
+    log = next((sweep.run_dir / "_jobs").glob(f"{job}/*_log.err")).read_text()
+    assert "Calling checkpoint method" in log and f"Requeued job {job}" in log
