@@ -174,3 +174,26 @@ def test_a_preempted_task_checkpoints_requeues_itself_and_finishes(slurm_cluster
     _check_complete(sweep.run_dir, units=2, items=15)
     log = next((sweep.run_dir / "_jobs").glob(f"{job}/*_log.err")).read_text()
     assert "Calling checkpoint method" in log and f"Requeued job {job}" in log
+
+
+def test_the_shell_loop_example_still_works_with_bin_merge(slurm_cluster, tmp_path):
+    from toolkit.data.demo import write_demo_manifest
+
+    manifest, items = write_demo_manifest(tmp_path / "data", items_per_task=2)
+    run = tmp_path / "loop"
+    env = {**__import__("os").environ, "MANIFEST": str(manifest), "MODEL": "simulated", "MODEL_PATH": "accuracy=0.8",
+           "RUN": str(run), "SHARDS": "2", "CONDITIONS": "clean noise-snr0", "SBATCH_ARGS": "--time=5 --mem=1G"}
+    out = subprocess.run([str(REPO / "slurm" / "examples" / "shell-loop.sh")], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True)
+    merge_job = out.stdout.split()[-1]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        state = subprocess.run(["sacct", "-n", "-P", "-X", "-j", merge_job, "-o", "State"], capture_output=True,
+                               text=True).stdout.strip()
+        if state in ("COMPLETED", "FAILED", "CANCELLED"):
+            break
+        time.sleep(1)
+    assert state == "COMPLETED", (state, out.stderr)
+    rows = _rows(run / "results.jsonl")
+    assert sorted((r["condition"], r["id"]) for r in rows) == sorted(
+        (c, it.id) for c in ("clean", "noise-snr0-white") for it in items)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The shell-loop style, for those who prefer it to bin/launch: one sbatch job per
+# (condition, shard), the same shard files bin/launch writes, then bin/merge checks that
+# nothing is missing and writes results.jsonl + results.h5.
+#
+#   MANIFEST=manifests/sakura-animal.jsonl DATA_ROOT=/data/SAKURA/data \
+#   MODEL_PATH=/models/Qwen2-Audio-7B-Instruct slurm/examples/shell-loop.sh
+set -euo pipefail
+: "${MANIFEST:?set MANIFEST}" "${MODEL_PATH:?set MODEL_PATH}"
+DATA_ROOT=${DATA_ROOT:-$(dirname "$MANIFEST")}
+RUN=${RUN:-runs/loop}
+MODEL=${MODEL:-qwen2-audio}
+DATASET=${DATASET:-$(basename "$MANIFEST" .jsonl)}
+MODE=${MODE:-reasoning}
+SHARDS=${SHARDS:-4}
+SBATCH_ARGS=${SBATCH_ARGS:---gres=gpu:1 --time=120}
+CONDITIONS=${CONDITIONS:-clean mask-p20 mask-p40 mask-p60 mask-p80 noise-snr10 noise-snr0}
+
+ids=()
+for c in $CONDITIONS; do
+  # bin/infer takes any name; the folder must use the canonical one, as bin/launch does
+  canonical=$(python3 -c "import sys; from toolkit.perturb import parse_condition; print(parse_condition(sys.argv[1]).name)" "$c")
+  for ((k = 0; k < SHARDS; k++)); do
+    out=$(printf '%s/%s/%s/%s/%s/shard-%05d-of-%05d.jsonl' "$RUN" "$MODEL" "$DATASET" "$canonical" "$MODE" "$k" "$SHARDS")
+    # shellcheck disable=SC2086
+    ids+=("$(sbatch --parsable $SBATCH_ARGS --job-name="$MODEL-$canonical-$k" --wrap \
+      "bin/infer --manifest $MANIFEST --data-root $DATA_ROOT --model $MODEL --model-path $MODEL_PATH \
+       --mode $MODE --condition $canonical --shard $k/$SHARDS --out $out")")
+  done
+done
+# merge once every job has ended; it refuses (exit 1) and lists what is missing if one failed
+deps=$(IFS=:; echo "${ids[*]}")
+# shellcheck disable=SC2086
+sbatch --parsable $SBATCH_ARGS --dependency="afterany:$deps" --job-name=merge --wrap "bin/merge $RUN"
