@@ -101,6 +101,24 @@ def test_rule_option_text_in_the_conclusion_longest_match(text, choices, expecte
     assert extract_answer(text, choices) == expected
 
 
+@pytest.mark.parametrize("text, choices, expected", [
+    # real Qwen2.5-Omni endings (MMAU): the conclusion is a bare number, the options spell it out
+    ("There are no overlapping voices or additional voices that can be clearly identified. </Reasoning> <D>2</D>",
+     ["three", "four", "six", "two"], Extraction(3, "option-number")),
+    ("There are six words with at least one stressed phoneme. </Reasoning> <D>6</D>",
+     ["five", "sixteen", "seventeen", "six"], Extraction(3, "option-number")),
+    ("So the count is\n(12)", ["ten", "twelve", "fourteen"], Extraction(1, "option-number")),
+    ("</Reasoning> <C>2</C>", ["2 people", "3 people"], None),
+    ("</Reasoning> <C>2</C>", ["two", "Two"], Extraction(None, "option-number", "tie between A and B")),
+])
+def test_rule_option_number_matches_digits_and_number_words(text, choices, expected):
+    found = extract_answer(text, choices)
+    if expected is None:
+        assert found.source != "option-number"
+    else:
+        assert found == expected
+
+
 def test_rule_reasoning_statement_when_the_conclusion_is_unusable():
     text = "<Reasoning>\nIt caws, so the correct option is (D).\n</Reasoning>\n<C>W</C>"
     assert extract_answer(text, ANIMALS) == Extraction(3, "reasoning-statement")
@@ -172,7 +190,7 @@ def test_no_rule_matched_is_null_never_a_guess():
 def test_rules_are_a_named_extensible_list():
     names = [r.name for r in RULES]
     assert names == ["answer-statement", "lone-letter", "tag-letter", "leading-letter", "conclusion-letter", "refusal",
-                     "option-text", "reasoning-statement", "option-words", "fuzzy", "word-overlap"]
+                     "option-text", "option-number", "reasoning-statement", "option-words", "fuzzy", "word-overlap"]
     extra = Rule("first-option", lambda out: Extraction(0, "first-option"), "test only")
     assert extract_answer("No idea.", ANIMALS, rules=(*RULES, extra)) == Extraction(0, "first-option")
     assert extract_answer("D", ANIMALS, rules=(*RULES, extra)) == Extraction(3, "lone-letter")

@@ -439,6 +439,20 @@ def _option_text(out: ParsedOutput) -> Optional[Extraction]:
     return out.decide(found, "option-text")
 
 
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                 "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+_LONE_NUMBER = re.compile(r"[\s(\[*]*(\d{1,3})[\s)\].*]*")
+
+
+def _option_number(out: ParsedOutput) -> Optional[Extraction]:
+    m = _LONE_NUMBER.fullmatch(out.plain)
+    if m is None:
+        return None
+    n = int(m.group(1))
+    spelt = {m.group(1), str(n)} | ({_NUMBER_WORDS[n]} if n < len(_NUMBER_WORDS) else set())
+    return out.decide([i for i, t in enumerate(out.options.texts) if t in spelt], "option-number")
+
+
 def _option_words(out: ParsedOutput) -> Optional[Extraction]:
     have = out.final_stems
     if not have:
@@ -495,6 +509,8 @@ RULES: Tuple[Rule, ...] = (
          "no letter so far and the output declines ('I'm sorry', 'I can't hear ...'): null"),
     Rule("option-text", _option_text,
          "an option's exact text in the final text (longest match)"),
+    Rule("option-number", _option_number,
+         "the final text is only a number and one option is that number, in digits or words: '<D>2</D>' -> 'two'"),
     Rule("reasoning-statement", _reasoning_statement,
          "explicit answer statement in the reasoning (the last one)"),
     Rule("option-words", _option_words,
