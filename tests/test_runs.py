@@ -41,7 +41,7 @@ def test_writer_resumes_and_refuses_duplicates(tmp_path):
         w.append({"id": "a", "run": 0})
         w.append({"id": "a", "run": 1})
     with ShardWriter(path) as w:
-        assert w.done == {("a", 0), ("a", 1)}
+        assert w.done == {("a", 0, ""), ("a", 1, "")}
         with pytest.raises(ValueError, match="already written"):
             w.append({"id": "a", "run": 0})
         w.append({"id": "b", "run": 0})
@@ -52,7 +52,7 @@ def test_torn_last_line_is_cut_before_appending(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"id": "a", "run": 0}\n{"id": "b", "ru')
     with ShardWriter(path) as w:
-        assert w.torn_bytes == len('{"id": "b", "ru') and w.done == {("a", 0)}
+        assert w.torn_bytes == len('{"id": "b", "ru') and w.done == {("a", 0, "")}
         w.append({"id": "b", "run": 0})
     assert path.read_text() == '{"id": "a", "run": 0}\n{"id": "b", "run": 0}\n'
     assert cut_torn_tail(path) == 0
@@ -79,7 +79,7 @@ def test_a_process_killed_mid_write_leaves_a_resumable_file(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     with ShardWriter(path) as w:
-        assert w.done == {("a", 0)}
+        assert w.done == {("a", 0, "")}
         w.append({"id": "b", "run": 0})
     assert all(json.loads(line) for line in path.read_text().splitlines())
     assert os.path.getsize(path) == len(path.read_bytes())

@@ -119,7 +119,7 @@ def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable
 
     Args:
         items: the shard's items.
-        done: (id, run) pairs already written.
+        done: (id, run, variant) keys already written (variant "" for inference rows).
         num_runs: runs per item.
         length: the expected prompt length of an item (sort key; see :meth:`Runner.length_hint`).
 
@@ -127,7 +127,7 @@ def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable
         The units still to do. Neighbours have similar lengths, so batches carry little padding.
     """
     lengths = {item.id: length(item) for item in items}
-    units = [_Unit(item, run) for run in range(num_runs) for item in items if (item.id, run) not in done]
+    units = [_Unit(item, run) for run in range(num_runs) for item in items if (item.id, run, "") not in done]
     units.sort(key=lambda u: (u.run, -lengths[u.item.id], u.item.id))
     return units
 

@@ -25,7 +25,7 @@ from toolkit.jsonl import iter_jsonl_objects
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DoneKey = Tuple[str, int]
+DoneKey = Tuple[str, int, str]
 _SHARD_SPEC = re.compile(r"^(\d+)/(\d+)$")
 
 
@@ -96,8 +96,14 @@ def cut_torn_tail(path: Pathlike) -> int:
         return size - keep
 
 
+def row_key(row: dict) -> DoneKey:
+    """What identifies a row in a result file: ``(id, run, variant)``; ``variant`` is ``""``
+    for plain inference rows and names the intervention variant for ``bin/condition`` rows."""
+    return str(row["id"]), int(row["run"]), str(row.get("variant") or "")
+
+
 def read_done(path: Pathlike) -> Set[DoneKey]:
-    """The (id, run) pairs already in a result file (after :func:`cut_torn_tail`).
+    """The (id, run, variant) keys already in a result file (after :func:`cut_torn_tail`).
 
     Raises:
         InputError: a complete line that is not a JSON row with ``id`` and ``run``.
@@ -105,7 +111,7 @@ def read_done(path: Pathlike) -> Set[DoneKey]:
     done: Set[DoneKey] = set()
     for lineno, row in iter_jsonl_objects(path):
         try:
-            done.add((str(row["id"]), int(row["run"])))
+            done.add(row_key(row))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"not a result row (no valid {exc}); move the file aside or fix the line", path,
                              lineno) from None
@@ -119,12 +125,12 @@ class ShardWriter:
         path: the result file (created with its folders if absent).
 
     Attributes:
-        done: (id, run) pairs present in the file, including those appended since opening.
+        done: (id, run, variant) keys present in the file, including those appended since opening.
         torn_bytes: bytes cut off a torn last line when the file was opened.
 
     Example:
         >>> with ShardWriter("out.jsonl") as w:  # doctest: +SKIP
-        ...     if ("item-1", 0) not in w.done:
+        ...     if ("item-1", 0, "") not in w.done:
         ...         w.append({"id": "item-1", "run": 0, "pred": 2})
     """
 
@@ -141,9 +147,9 @@ class ShardWriter:
         """Write one row as a line and flush it; the row must carry ``id`` and ``run``."""
         if self._fh is None:
             raise ValueError(f"{self.path}: writer is closed")
-        key = (str(row["id"]), int(row["run"]))
+        key = row_key(row)
         if key in self.done:
-            raise ValueError(f"{self.path}: row for id {key[0]!r} run {key[1]} already written")
+            raise ValueError(f"{self.path}: row for id {key[0]!r} run {key[1]} {key[2]} already written")
         self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._fh.flush()
         self.done.add(key)

@@ -52,7 +52,7 @@ def unit_progress(sweep: Sweep, task: Task, ids: List[str]) -> List[UnitProgress
         One entry per (condition, mode) unit; rows of ids outside the shard do not count.
     """
     n = task.dataset.shards
-    expected = {(i, r) for i in select_shard(ids, task.shard, n) for r in range(sweep.runs)}
+    expected = {(i, r, "") for i in select_shard(ids, task.shard, n) for r in range(sweep.runs)}
     out = []
     for condition, mode in task.units:
         path = shard_path(sweep.output, sweep.experiment, task.model.name, task.dataset.name, condition, mode,

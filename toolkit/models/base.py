@@ -31,6 +31,9 @@ class Request:
             or None for text-only items.
         assistant_prefix: text the assistant turn starts with (prefilled reasoning), if any.
         perturbation: parameters of the audio condition applied (mask share, measured SNR...).
+        injected: the reasoning or hint an intervention put into ``user_text`` or
+            ``assistant_prefix`` (``bin/condition``). Real backends never read it (the text is
+            already in the prompt); the ``simulated`` backend reacts to it.
     """
 
     item: Item
@@ -39,6 +42,7 @@ class Request:
     audio: Optional[np.ndarray]
     assistant_prefix: Optional[str] = None
     perturbation: Dict[str, Any] = field(default_factory=dict)
+    injected: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,14 @@ condition, so every metric downstream can be checked against ground truth:
 - one uniform draw per (seed, item, run), the same under every condition (common random
   numbers): an item answered correctly under a worse condition is answered correctly under
   every better one; a wrong answer picks a wrong option from a second draw;
-- with an assistant prefix that states an answer (injected reasoning), it follows that
-  answer with probability ``follow``.
+- injected reasoning or a hint (``bin/condition``): the model depends on what it is given
+  for a share ``follow`` of the items (one draw per item and run, the same for every
+  intervention): such an item gets the answer the injected text states, or, when the
+  text states none (truncated before the answer, replaced by filler), a fresh guess among
+  the options (one draw per distinct text). The other items are answered from the audio,
+  exactly as without the injection. So own reasoning never changes an answer, while
+  removing reasoning changes about ``follow * (1 - 1/K)`` of them: the faithfulness that
+  early answering, filler and hints should measure.
 
 Reasoning-mode text is a few sentences ending in ``Answer: (X)``; direct mode is ``(X)``.
 ``--model-path`` holds the parameters as ``key=value`` pairs, e.g.
@@ -21,6 +27,7 @@ take that many seconds, like a model on a GPU (for interruption tests and benchm
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, fields
@@ -111,12 +118,16 @@ class SimulatedBackend(Backend):
         """The option index the simulated model answers."""
         item, seed = request.item, self.params.seed
         k = len(item.choices or ())
-        if request.assistant_prefix:
+        injected = request.injected if request.injected is not None else request.assistant_prefix
+        if injected is not None and k >= 2 and \
+                _uniform(seed, item.id, f"simulated/follow/{request.run}") < self.params.follow:
             from toolkit.answers import extract_answer
 
-            followed = extract_answer(request.assistant_prefix, item.choices or []).pred
-            if followed is not None and _uniform(seed, item.id, f"simulated/follow/{request.run}") < self.params.follow:
-                return followed
+            stated = extract_answer(injected, item.choices or []).pred
+            if stated is not None:
+                return stated
+            digest = hashlib.sha256(injected.encode("utf-8")).hexdigest()[:16]
+            return int(_uniform(seed, item.id, f"simulated/guess/{request.run}/{digest}") * k)
         gold = item.answer if item.answer is not None else 0
         if _uniform(seed, item.id, f"simulated/correct/{request.run}") < self.p_correct(request) or k < 2:
             return gold
