@@ -32,6 +32,7 @@ from toolkit.manifest import Item, resolve_audio
 from toolkit.models.base import Backend, Generation, GenerationSettings, Request
 from toolkit.prompts import PromptTemplate, render_user_text
 from toolkit.runs import ShardWriter
+from toolkit.perturb.hints import HintBank
 from toolkit.perturb.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class InferConfig:
         seed: global seed (audio conditions and sampling).
         score_options: also record option-letter log-probabilities.
         model_label: name written in rows (default: ``model``).
+        extra: further settings of a stage built on this runner (``bin/condition``: the
+            intervention, placement and baseline file), part of the fingerprint.
     """
 
     model: str
@@ -67,12 +70,16 @@ class InferConfig:
     seed: int = 0
     score_options: bool = False
     model_label: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = None
 
     def fingerprint(self) -> Dict[str, Any]:
         """The settings a resumed run must share with the rows already written."""
-        return {"model": self.model_label or self.model, "mode": self.mode, "prompt": self.prompt.name,
-                "condition": self.condition, "seed": self.seed, "score_options": self.score_options,
-                "generation": self.settings.to_dict()}
+        out = {"model": self.model_label or self.model, "mode": self.mode, "prompt": self.prompt.name,
+               "condition": self.condition, "seed": self.seed, "score_options": self.score_options,
+               "generation": self.settings.to_dict()}
+        if self.extra is not None:
+            out.update(self.extra)
+        return out
 
 
 @dataclass
@@ -101,6 +108,7 @@ class _Unit:
     error: Optional[str] = None
     condition: str = "clean"
     flags: Dict[str, Any] = field(default_factory=dict)
+    variant: Any = None  # bin/condition: the intervention variant this unit runs
 
 
 def _duration(item: Item, data_root: Optional[Path]) -> float:
@@ -139,12 +147,15 @@ class Runner:
         backend: the loaded backend.
         config: what to run.
         data_root: folder relative audio paths resolve against.
+        hints: spoken hints for an ``inject-...`` condition applied on the fly.
     """
 
-    def __init__(self, backend: Backend, config: InferConfig, data_root: Optional[Pathlike]) -> None:
+    def __init__(self, backend: Backend, config: InferConfig, data_root: Optional[Pathlike],
+                 hints: Optional[HintBank] = None) -> None:
         self.backend = backend
         self.config = config
         self.data_root = None if data_root is None else Path(data_root)
+        self.hints = hints
 
     def length_hint(self, item: Item) -> float:
         """The backend's estimate of the item's prompt length (0 when the prompt cannot be rendered)."""
@@ -167,9 +178,10 @@ class Runner:
             unit.condition = str(item.meta["condition"])
             perturbation = dict(item.meta.get("perturbation", {}))
         elif self.config.condition != "clean":
-            from toolkit.perturb import apply_condition
+            from toolkit.perturb import ClipContext, apply_condition
 
-            x, perturbation = apply_condition(x, self.config.condition, item.id, self.config.seed)
+            ctx = ClipContext(item.id, self.config.seed, item=item, hints=self.hints)
+            x, perturbation = apply_condition(x, self.config.condition, item.id, self.config.seed, ctx)
             unit.condition = self.config.condition
         else:
             perturbation = {}
@@ -179,14 +191,19 @@ class Runner:
             x = x[: int(limit * TARGET_SR)]
         return x, perturbation
 
+    def make_request(self, unit: _Unit, audio: Optional[np.ndarray], perturbation: Dict[str, Any]) -> Request:
+        """The request for a unit whose audio is ready (``bin/condition`` specialises the prompt)."""
+        return Request(item=unit.item, run=unit.run, user_text=render_user_text(self.config.prompt, unit.item),
+                       audio=audio, perturbation=perturbation)
+
     def build_request(self, unit: _Unit) -> None:
         """Fill ``unit.request``, or ``unit.error`` when the item cannot be run."""
         unit.condition = self.config.condition
+        if unit.error is not None:  # known before any audio is read (e.g. bin/condition: no baseline)
+            return
         try:
             audio, perturbation = self._audio_for(unit)
-            text = render_user_text(self.config.prompt, unit.item)
-            unit.request = Request(item=unit.item, run=unit.run, user_text=text, audio=audio,
-                                   perturbation=perturbation)
+            unit.request = self.make_request(unit, audio, perturbation)
         except (OSError, RuntimeError, ValueError, ConditionError, InputError) as exc:
             unit.error = f"{type(exc).__name__}: {exc}"
 
@@ -328,7 +345,7 @@ def _free_accelerator_memory() -> None:
 
 def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, out: Pathlike,
                   data_root: Optional[Pathlike], shard: Tuple[int, int] = (0, 1), manifest: Optional[Pathlike] = None,
-                  progress: bool = True) -> InferSummary:
+                  progress: bool = True, hints: Optional[HintBank] = None) -> InferSummary:
     """Answer every (item, run) of a shard not yet in ``out``, appending one row each.
 
     Args:
@@ -340,6 +357,7 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
         shard: (K, N): this call runs shard K of N (round robin over the manifest order).
         manifest: the manifest path, for the sidecar.
         progress: show a progress bar.
+        hints: spoken hints for an ``inject-...`` ``config.condition``.
 
     Returns:
         Counts; ``failed`` rows carry ``error``.
@@ -359,8 +377,8 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
 
     root = None if data_root is None else Path(data_root)
     shard_items = select_shard(list(items), *shard)
-    _check_or_write_sidecar(Path(out), backend, config, shard_items, root, shard, manifest)
-    runner = Runner(backend, config, root)
+    check_or_write_sidecar(Path(out), backend, config, shard_items, root, shard, manifest)
+    runner = Runner(backend, config, root, hints)
     with ShardWriter(out) as writer:
         units = plan_units(shard_items, writer.done, config.num_runs, runner.length_hint)
         skipped = len(shard_items) * config.num_runs - len(units)
@@ -370,8 +388,13 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
     return summary
 
 
-def _check_or_write_sidecar(out: Path, backend: Backend, config: InferConfig, items: Sequence[Item],
-                            data_root: Optional[Path], shard: Tuple[int, int], manifest: Optional[Pathlike]) -> None:
+def check_or_write_sidecar(out: Path, backend: Backend, config: InferConfig, items: Sequence[Item],
+                           data_root: Optional[Path], shard: Tuple[int, int], manifest: Optional[Pathlike]) -> None:
+    """Write the sidecar of a new result file, or check that an existing one has the same fingerprint.
+
+    Raises:
+        InputError: ``out`` exists and was written with other settings.
+    """
     import json
 
     from toolkit.sidecar import sidecar_path, write_sidecar

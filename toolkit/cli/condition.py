@@ -1,0 +1,113 @@
+"""``bin/condition``: ask again after an intervention on a baseline answer (own, truncated,
+filler-corrupted reasoning, a suggested answer, shuffled options), one row per variant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from toolkit.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_common_args, run_cli
+
+EPILOG = """examples:
+  # the 2-step sanity check: own reasoning back in the model's turn; rows say prediction_changed
+  bin/condition --manifest m.jsonl --results runs/base_reasoning.jsonl --model qwen2-audio \\
+      --model-path /models/Qwen2-Audio-7B-Instruct --intervention own --out runs/own.jsonl
+
+  # the earlier scripts' exact conditioned prompt, reasoning in the user turn
+  bin/condition ... --intervention own --prompt seed-conditioned --placement user
+
+  # early answering (k = 0..N sentences), filler (share in steps of 0.2, at the start and at random)
+  bin/condition ... --intervention truncate --out runs/truncate.jsonl
+  bin/condition ... --intervention filler-dots:step=0.2,position=start+random --out runs/dots.jsonl
+
+  # a suggested wrong and right answer; options reordered twice (no reasoning needed)
+  bin/condition ... --intervention suggested --out runs/suggested.jsonl
+  bin/condition ... --intervention shuffle:count=2 --out runs/shuffle.jsonl
+
+Interventions: own, truncate, filler-dots, filler-lorem, suggested, shuffle (parameters as
+name:key=value,key=value). The baseline is a reasoning-mode result file (toolkit rows or
+the earlier scripts' format), matched to the manifest by id. Rerunning resumes (rows are
+keyed by id, run and variant). Exit codes: 0 ok, 1 some rows carry an error, 2 bad input.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bin/condition`` argument parser."""
+    from toolkit.interventions.runner import PLACEMENTS
+
+    p = argparse.ArgumentParser(prog="condition", description=__doc__.strip().split(": ", 1)[1], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    io = p.add_argument_group("input and output")
+    io.add_argument("--manifest", type=Path, required=True, help="manifest (JSONL)")
+    io.add_argument("--results", type=Path, required=True, help="baseline reasoning-mode result file")
+    io.add_argument("--data-root", type=Path, help="folder relative audio paths resolve against "
+                    "(default: the manifest's folder)")
+    io.add_argument("--out", type=Path, required=True, help="result file (JSONL, appended; sidecar beside it)")
+    io.add_argument("--shard", default="0/1", help="K/N: run shard K (0-based) of N (default: 0/1)")
+    io.add_argument("--condition", default="clean", help="audio condition applied on the fly (default: clean)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", required=True, help="backend name")
+    m.add_argument("--model-path", help="local checkpoint folder or hub id (simulated: key=value parameters)")
+    m.add_argument("--model-label", help="name written in rows (default: --model)")
+    m.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    m.add_argument("--device", default="auto")
+    m.add_argument("--adapter", help="PEFT adapter folder loaded on top of the model")
+    i = p.add_argument_group("intervention")
+    i.add_argument("--intervention", required=True, help="name[:key=value,...] (see below)")
+    i.add_argument("--placement", choices=PLACEMENTS, default="assistant",
+                   help="where injected reasoning goes: the model's own turn (default) or the user turn")
+    i.add_argument("--prompt", help="template (default: conditioned-v1 for reasoning interventions, "
+                   "reasoning-v1 for suggested/shuffle; seed-conditioned is the earlier scripts')")
+    i.add_argument("--max-new-tokens", type=int, help="default: the template's")
+    i.add_argument("--seed", type=int, default=0, help="seed of variants and audio conditions (default: 0)")
+    i.add_argument("--batch-size", type=int, default=8)
+    add_common_args(p)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from toolkit.infer import InferConfig
+    from toolkit.interventions import parse_intervention
+    from toolkit.interventions.runner import load_baselines, run_condition
+    from toolkit.manifest import read_manifest
+    from toolkit.models.base import GenerationSettings, LoadOptions
+    from toolkit.models.registry import load_backend
+    from toolkit.perturb import parse_condition
+    from toolkit.prompts import get_prompt
+    from toolkit.runs import parse_shard
+
+    try:
+        intervention = parse_intervention(args.intervention)
+        shard = parse_shard(args.shard)
+        condition = parse_condition(args.condition).name
+        default = "conditioned-v1" if intervention.needs_reasoning else "reasoning-v1"
+        prompt = get_prompt(args.prompt or default)
+    except ValueError as exc:
+        print(f"condition: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    wanted = "conditioned" if intervention.needs_reasoning else "reasoning or direct"
+    if (prompt.mode == "conditioned") != intervention.needs_reasoning:
+        print(f"condition: error: {intervention.name} needs a {wanted} prompt; {prompt.name!r} is {prompt.mode}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    items = read_manifest(args.manifest)
+    baselines = load_baselines(args.results, items)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens or prompt.max_new_tokens)
+    mode = f"conditioned:{intervention.name}"
+    config = InferConfig(model=args.model, mode=mode, prompt=prompt, settings=settings, condition=condition,
+                         batch_size=args.batch_size, seed=args.seed, model_label=args.model_label)
+    backend = load_backend(args.model, args.model_path, LoadOptions(dtype=args.dtype, device=args.device,
+                                                                    adapter=args.adapter))
+    data_root = args.data_root if args.data_root is not None else args.manifest.parent
+    summary = run_condition(items, baselines, intervention, backend, config, args.out, data_root,
+                            placement=args.placement, shard=shard, manifest=args.manifest, baseline_file=args.results,
+                            progress=not args.quiet)
+    print(f"{args.out}: {summary.line()}")
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``bin/condition``; returns the exit code."""
+    return run_cli(build_parser(), _run, argv)
