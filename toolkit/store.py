@@ -408,8 +408,12 @@ def _plans(run_dir: Path) -> Tuple[List[_Plan], str, List[str]]:
 
 # ---- scanning one unit ------------------------------------------------------------------------
 
-def _manifest_ids(path: str) -> List[str]:
-    """Item ids in manifest order (only ids: infer validated the items; full validation is slow)."""
+def read_manifest_ids(path: Pathlike) -> List[str]:
+    """Item ids in manifest order (only ids: infer validated the items; full validation is slow).
+
+    Raises:
+        InputError: an item without a string id, or an id used twice (naming file and line).
+    """
     ids: List[str] = []
     seen: Dict[str, int] = {}
     for lineno, d in iter_jsonl_objects(path):
@@ -450,19 +454,24 @@ def _sidecar_problems(plan: _Plan, params: Dict[str, Any], k: int, n: int,
 _Entry = Tuple[dict, str, int, int]  # row, line, file index, line number
 
 
+def _natural(text: str) -> Tuple[Tuple[int, Any], ...]:
+    """Sort key that orders ``k=2`` before ``k=10`` (variants of ``bin/condition`` rows)."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text))
+
+
 def _scan_unit(plan: _Plan, run_dir: Path, ids_cache: Dict[str, List[str]]) -> List[_Entry]:
     """Read a unit's shard files, fill in ``plan.unit``; returns the present rows in output order."""
     unit = plan.unit
     assert unit.manifest is not None
     if unit.manifest not in ids_cache:
-        ids_cache[unit.manifest] = _manifest_ids(unit.manifest)
+        ids_cache[unit.manifest] = read_manifest_ids(unit.manifest)
     ids = ids_cache[unit.manifest]
     unit.n_items = len(ids)
     position = {item_id: i for i, item_id in enumerate(ids)}
     present = {(k, n) for _, k, n, _ in plan.files}
     unit.missing_files = [str((plan.folder / f"shard-{k:05d}-of-{unit.shards:05d}.jsonl").relative_to(run_dir))
                           for k in range(unit.shards) if (k, unit.shards) not in present]
-    slots: Dict[Tuple[str, int], _Entry] = {}
+    slots: Dict[Tuple[str, int], Dict[str, _Entry]] = {}  # (id, run) -> variant -> entry
     ref: Optional[Tuple[str, Dict[str, Any]]] = None
     loads, raw_decode = json.loads, json.JSONDecoder().raw_decode
     num_runs = unit.num_runs
@@ -511,23 +520,25 @@ def _scan_unit(plan: _Plan, run_dir: Path, ids_cache: Dict[str, List[str]]) -> L
             if i % n != k:
                 unit.unexpected.append(UnexpectedItem(key[0], key[1], f"{rel}:{lineno}",
                                                       f"belongs to shard {i % n}/{n}, not {k}/{n}"))
-            first = slots.get(key)
+            per_variant = slots.setdefault(key, {})
+            variant = row.get("variant") or ""
+            first = per_variant.get(variant)
             if first is not None:
                 unit.duplicated.append(DuplicateItem(key[0], key[1], f"{unit.files[first[2]].path}:{first[3]}"
                                                      if first[2] < index else f"{rel}:{first[3]}",
                                                      f"{rel}:{lineno}"))
                 continue
-            slots[key] = (row, line, index, lineno)
+            per_variant[variant] = (row, line, index, lineno)
         unit.files.append(shard)
     ordered: List[_Entry] = []
     shards = unit.shards
     for run in range(num_runs):
         for i, item_id in enumerate(ids):
-            entry = slots.get((item_id, run))
-            if entry is None:
+            per_variant = slots.get((item_id, run))
+            if not per_variant:
                 unit.missing.append(MissingItem(f"{i % shards}/{shards}", run, item_id))
             else:
-                ordered.append(entry)
+                ordered += [per_variant[v] for v in sorted(per_variant, key=_natural)]
     unit.rows = len(ordered)
     unit.errors = sum(1 for entry in ordered if entry[0].get("error") is not None)
     return ordered
@@ -617,6 +628,12 @@ def _write_group(h5: Any, unit: UnitCheck, rows: List[dict]) -> None:
     options = _option_matrix(rows)
     if options is not None:
         g.create_dataset("option_logprobs", data=options)
+    if any(r.get("variant") for r in rows):  # bin/condition rows: several variants per (id, run)
+        g.create_dataset("variant", data=np.array([r.get("variant") or "" for r in rows], dtype=object), dtype=text)
+        g.create_dataset("baseline_pred", data=np.fromiter(
+            (-1 if (p := r.get("baseline_pred")) is None else p for r in rows), np.int16, n))
+        g.create_dataset("prediction_changed", data=np.fromiter(
+            (-1 if (c := r.get("prediction_changed")) is None else int(c) for r in rows), np.int8, n))
     attrs = {"model": unit.model, "dataset": unit.dataset, "condition": unit.condition, "mode": unit.mode,
              "num_runs": unit.num_runs, "shards": unit.shards, "manifest": unit.manifest or "",
              "data_root": unit.data_root or "", "n_items": unit.n_items, "n_rows": n, "n_missing": len(unit.missing),
@@ -756,7 +773,8 @@ def iter_h5_rows(path: Pathlike) -> Iterator[dict]:
     Yields:
         ``model, dataset, condition, mode, id, run, pred, correct, error`` (bool),
         ``n_new_tokens, seconds, pred_source`` (None for "") and ``option_logprobs``
-        (letter -> value without the NaN padding) when stored.
+        (letter -> value without the NaN padding) when stored; ``variant, baseline_pred,
+        prediction_changed`` for ``bin/condition`` units.
     """
     for group in h5_groups(path):
         df = read_h5_unit(path, group)
@@ -768,6 +786,10 @@ def iter_h5_rows(path: Pathlike) -> Iterator[dict]:
                    "n_new_tokens": None if rec["n_new_tokens"] < 0 else int(rec["n_new_tokens"]),
                    "seconds": None if np.isnan(rec["seconds"]) else float(rec["seconds"]),
                    "pred_source": rec["pred_source"] or None}
+            if "variant" in rec:
+                row.update(variant=rec["variant"], baseline_pred=None if rec["baseline_pred"] < 0 else
+                           int(rec["baseline_pred"]), prediction_changed=None if rec["prediction_changed"] < 0
+                           else bool(rec["prediction_changed"]))
             if "option_logprobs" in rec:
                 row["option_logprobs"] = {chr(65 + j): float(v) for j, v in enumerate(rec["option_logprobs"])
                                           if not np.isnan(v)}

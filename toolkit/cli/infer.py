@@ -20,6 +20,9 @@ EPILOG = """examples:
       --model qwen2-audio --model-path /models/Qwen2-Audio-7B-Instruct --mode reasoning \\
       --condition mask-p40 --shard 3/16 --batch-size 8 --out runs/exp/qwen2-audio/sakura/shard-3.jsonl
 
+  # a spoken wrong option mixed in at 0 dB, on the fly (equal to bin/perturb's file)
+  bin/infer ... --condition inject-wrong-snr0 --tts espeak-ng     # or --hints DIR
+
   # the earlier scripts' prompt, five sampled runs
   bin/infer ... --prompt seed-reasoning --num-runs 5 --sample --temperature 0.7 --top-p 0.9
 
@@ -30,6 +33,8 @@ cut off. Exit codes: 0 all rows written without error, 1 some rows carry an erro
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bin/infer`` argument parser."""
+    from toolkit.perturb.hints import add_hint_args
+
     p = argparse.ArgumentParser(prog="infer", description=__doc__.strip().split(": ", 1)[1], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     io = p.add_argument_group("input and output")
@@ -39,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--out", type=Path, required=True, help="result file (JSONL, appended; sidecar beside it)")
     io.add_argument("--shard", default="0/1", help="K/N: run shard K (0-based) of N, round robin (default: 0/1)")
     io.add_argument("--condition", default="clean", help="audio condition applied on the fly (default: clean)")
+    add_hint_args(p)
     m = p.add_argument_group("model")
     m.add_argument("--model", required=True, help="backend name (qwen2-audio, qwen2.5-omni, af3, af3-think, simulated)")
     m.add_argument("--model-path", help="local checkpoint folder or hub id (simulated: key=value parameters)")
@@ -77,6 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     from toolkit.models.base import GenerationSettings, LoadOptions
     from toolkit.models.registry import load_backend
     from toolkit.perturb import parse_condition
+    from toolkit.perturb.hints import hints_from_args
+    from toolkit.perturb.inject import needs_hints
     from toolkit.prompts import get_prompt
     from toolkit.runs import parse_shard
 
@@ -87,7 +95,11 @@ def _run(args: argparse.Namespace) -> int:
         problems.append("--num-runs > 1 with greedy decoding gives identical runs; add --sample")
     try:
         shard = parse_shard(args.shard)
-        condition = parse_condition(args.condition).name
+        parsed = parse_condition(args.condition)
+        condition = parsed.name
+        hints = hints_from_args(args)
+        if hints is None and needs_hints([parsed]):
+            problems.append(f"--condition {condition} needs spoken hints: --hints DIR or --tts espeak-ng")
         prompt = get_prompt(args.prompt or DEFAULT_PROMPTS[args.mode])
     except ValueError as exc:
         problems.append(str(exc))
@@ -118,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     backend = load_backend(args.model, args.model_path, options)
     data_root = args.data_root if args.data_root is not None else args.manifest.parent
     summary = run_inference(items, backend, config, args.out, data_root, shard=shard, manifest=args.manifest,
-                            progress=not args.quiet)
+                            progress=not args.quiet, hints=hints)
     print(f"{args.out}: {summary.line()}")
     return EXIT_FAILED if summary.failed else EXIT_OK
 

@@ -1,4 +1,4 @@
-"""Audio conditions (``clean``, masks, noise) and the writer that renders them to files.
+"""Audio conditions (``clean``, masks, noise, spoken hints) and the writer that renders them to files.
 
 Parse a condition name with :func:`parse_condition`; apply it on the fly with
 :func:`apply_condition` (bit-identical to the float WAV files :func:`perturb_manifest`
@@ -22,8 +22,10 @@ import numpy as np
 from toolkit.perturb import clean as _clean  # noqa: F401  (registers "clean")
 from toolkit.perturb import mask as _mask  # noqa: F401  (registers "mask-p")
 from toolkit.perturb import noise as _noise  # noqa: F401  (registers "noise-snr")
+from toolkit.perturb import inject as _inject  # noqa: F401,I001  (registers "inject"; after mask, noise: pattern order)
 from toolkit.perturb.base import Condition, Params
 from toolkit.perturb.context import ClipContext
+from toolkit.perturb.hints import EspeakHints, FolderHints, HintBank, hint_text, render_hints
 from toolkit.perturb.registry import (CONDITION_SETS, expand_conditions, known_patterns, parse_condition,
                                       register_condition)
 from toolkit.perturb.sources import NoiseBank
@@ -45,7 +47,8 @@ def apply_condition(
         item_id: the item id.
         seed: the global seed.
         ctx: a :class:`ClipContext` to share draws across conditions of this clip; required
-            (with a :class:`NoiseBank`) for noise-file conditions.
+            with a :class:`NoiseBank` for noise-file conditions, and with the item and a
+            :class:`HintBank` for ``inject-...`` conditions.
 
     Returns:
         Float32 output, equal bit for bit to the ``--format float`` file, and the params.
@@ -58,5 +61,6 @@ def apply_condition(
     return parsed.apply(np.asarray(x, dtype=np.float32), item_id, seed, ctx)
 
 
-__all__ = ["CONDITION_SETS", "ClipContext", "Condition", "NoiseBank", "Params", "apply_condition", "audio_filename",
-           "expand_conditions", "known_patterns", "parse_condition", "perturb_manifest", "register_condition"]
+__all__ = ["CONDITION_SETS", "ClipContext", "Condition", "EspeakHints", "FolderHints", "HintBank", "NoiseBank",
+           "Params", "apply_condition", "audio_filename", "expand_conditions", "hint_text", "known_patterns",
+           "parse_condition", "perturb_manifest", "register_condition", "render_hints"]

@@ -6,6 +6,10 @@ one to every level (common random numbers): the 20 dB and the -20 dB versions of
 and the noise used to fill its masks, come from one draw. The draws depend only on
 (global seed, item id, purpose, clip length), never on the condition list, so caching
 changes speed, not output.
+
+For the ``inject-...`` conditions it also carries the clip's manifest item (its options and
+answer) and the :class:`~toolkit.perturb.hints.HintBank` that speaks them, the way it
+carries the noise bank.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
 import numpy as np
 
+from toolkit.manifest import Item
+from toolkit.perturb.hints import HintBank
 from toolkit.perturb.levels import energy
 from toolkit.perturb.sources import NoiseBank, NoiseDraw, draw_file_noise, draw_white_noise
 
@@ -27,6 +33,11 @@ class ClipContext:
         item_id: the item being rendered.
         seed: the run's global seed.
         noise_bank: the noise files for ``noise-snr...-<key>`` conditions, if any.
+        item: the manifest item (options and answer), needed by ``inject-...`` conditions.
+        hints: the spoken hints for ``inject-...`` conditions, if any.
+
+    Raises:
+        ValueError: ``item`` is not the item ``item_id`` names.
 
     Example:
         >>> import numpy as np
@@ -40,7 +51,13 @@ class ClipContext:
     item_id: str
     seed: int
     noise_bank: Optional[NoiseBank] = None
+    item: Optional[Item] = None
+    hints: Optional[HintBank] = None
     _cache: Dict[Hashable, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.item is not None and self.item.id != self.item_id:
+            raise ValueError(f"clip context is for item {self.item_id!r}, not for item {self.item.id!r}")
 
     @classmethod
     def ensure(cls, ctx: Optional["ClipContext"], item_id: str, seed: int) -> "ClipContext":

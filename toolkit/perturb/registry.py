@@ -6,8 +6,8 @@ Each condition family registers a name prefix with a parser::
 
 :func:`parse_condition` picks the family whose prefix is the longest one matching the name
 and returns its :class:`~toolkit.perturb.base.Condition`; ``parse_condition(n).name`` is the
-canonical (full) name, and parsing a canonical name gives it back unchanged. Families
-added later (``inject-...``) register the same way.
+canonical (full) name, and parsing a canonical name gives it back unchanged. The
+families are ``clean``, ``mask-p``, ``noise-snr`` and ``inject`` (spoken hints).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ CONDITION_SETS: Dict[str, Tuple[str, ...]] = {
         "mask-p20", "mask-p40", "mask-p60", "mask-p80", "mask-p90", "mask-p100",
         "noise-snr-20", "noise-snr-10", "noise-snr0", "noise-snr10", "noise-snr20",
     ),
+    # the adversarial intervention: a spoken correct / wrong option at 0 dB (needs hints)
+    "inject": ("inject-correct-snr0", "inject-wrong-snr0"),
 }
 
 

@@ -4,7 +4,8 @@ Layout written under ``out_dir``::
 
     <condition>/<file>.wav          one per item (16 kHz mono; float32 WAV or 16-bit PCM)
     <condition>/manifest.jsonl      the input items, ``audio`` = "<file>.wav"
-    <condition>/manifest.jsonl.meta.json   sidecar (seed, condition, format, sources, noise files)
+    <condition>/manifest.jsonl.meta.json   sidecar (seed, condition, format, sources, noise files,
+                                           hint source for inject-... conditions)
 
 ``<condition>`` is the canonical name (``mask-p20-scattered-silence``, ``noise-snr-10-white``).
 ``<file>`` is the item id when it is a safe file name (letters, digits, ``._-``, not
@@ -49,6 +50,8 @@ from toolkit.manifest import Item, resolve_audio
 from toolkit.perturb.base import Condition, Params
 from toolkit.perturb.context import ClipContext
 from toolkit.perturb.encode import FORMATS, encode_output
+from toolkit.perturb.hints import HintBank
+from toolkit.perturb.inject import needs_hints
 from toolkit.perturb.registry import expand_conditions
 from toolkit.perturb.sources import NoiseBank
 from toolkit.sidecar import provenance, sidecar_path
@@ -90,6 +93,7 @@ class _Job:
     seed: int
     fmt: str
     noise_dir: Optional[Path]
+    hints: Optional[HintBank]
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ def _render_item(item: Item, job: _Job, saver: _BackgroundSaver) -> List[_Outcom
         message = f"audio not readable: {exc}"
         log.warning("%s: %s", item.id, message)
         return [_Outcome(error=message)] * len(dests)
-    ctx = ClipContext(item.id, job.seed, _noise_bank(job.noise_dir))
+    ctx = ClipContext(item.id, job.seed, _noise_bank(job.noise_dir), item=item, hints=job.hints)
     outcomes = []
     for condition, dest in zip(job.conditions, dests):
         try:
@@ -253,6 +257,7 @@ def perturb_manifest(
     noise_dir: Optional[Pathlike] = None,
     source_manifest: Optional[Pathlike] = None,
     progress: bool = True,
+    hints: Optional[HintBank] = None,
 ) -> Dict[str, List[Item]]:
     """Write every item under every condition, plus one manifest and sidecar per condition.
 
@@ -273,6 +278,7 @@ def perturb_manifest(
         noise_dir: folder of noise files for ``noise-snr...-<key>`` conditions.
         source_manifest: the manifest ``items`` came from (recorded in the sidecars).
         progress: show a tqdm bar (``desc="perturb"``).
+        hints: the spoken hints for ``inject-...`` conditions (a folder or espeak-ng).
 
     Returns:
         ``{canonical condition: output items}`` in input order, failures flagged in
@@ -280,7 +286,8 @@ def perturb_manifest(
 
     Raises:
         ValueError: unknown condition name, format or worker count.
-        InputError: a needed noise file is missing or unusable.
+        InputError: a needed noise file is missing or unusable, or an ``inject-...``
+            condition without ``hints``.
 
     Example:
         >>> out = perturb_manifest(read_manifest("m.jsonl"), "data", ["clean", "mask-p20"],
@@ -299,8 +306,10 @@ def perturb_manifest(
     parsed = list(unique.values())
     noise_path = None if noise_dir is None else Path(noise_dir).resolve()
     noise_files = _noise_files(parsed, _noise_bank(noise_path))
+    if hints is None and needs_hints(parsed):
+        raise InputError("inject-... conditions need spoken hints: a hint folder (--hints DIR) or --tts espeak-ng")
     out = Path(out_dir)
-    job = _Job(tuple(parsed), out, None if data_root is None else Path(data_root), int(seed), fmt, noise_path)
+    job = _Job(tuple(parsed), out, None if data_root is None else Path(data_root), int(seed), fmt, noise_path, hints)
     items = list(items)
     log.info("perturbing %d items under %d conditions into %s", len(items), len(parsed), out)
     outcomes = _render_all(items, job, workers, progress)
@@ -318,6 +327,8 @@ def perturb_manifest(
         manifest = atomic_write_jsonl(out / condition.name / MANIFEST_NAME, written)
         params = {**record["params"], "condition": condition.name, "items": len(written), "errors": errors,
                   "noise_files": {key: noise_files[key] for key in condition.noise_keys()}}
+        if needs_hints([condition]):
+            params["hints"] = hints.describe()
         atomic_write_json(sidecar_path(manifest), {**record, "params": params})
         if errors:
             log.warning("%s: %d of %d items failed (meta.condition_error)", condition.name, errors, len(written))
