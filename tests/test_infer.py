@@ -20,7 +20,7 @@ from toolkit.manifest import Item, read_manifest, write_manifest
 from toolkit.models.base import GenerationSettings, LoadOptions, Request
 from toolkit.models.registry import load_backend
 from toolkit.models.simulated import SimulatedBackend, SimulatedParams
-from toolkit.perturb import perturb_manifest
+from toolkit.perturb import parse_condition, perturb_manifest
 from toolkit.prompts import get_prompt
 
 ROW_FIELDS = ["id", "model", "condition", "mode", "run", "prompt", "raw_output", "reasoning", "pred", "pred_source",
@@ -212,3 +212,38 @@ def test_simulated_parameters_are_checked():
     for bad in ("latency=-1", "accuracy=1.5", "speed=3", "seed"):
         with pytest.raises(ValueError):
             SimulatedParams.parse(bad)
+
+
+def test_simulated_follows_a_spoken_hint_at_the_configured_rate(demo, tmp_path):
+    from toolkit.perturb.hints import FolderHints
+
+    items = read_manifest(demo)
+    hints_dir = tmp_path / "hints"
+    hints_dir.mkdir()
+    texts = sorted({f"The answer is {c}." for it in items for c in it.choices})
+    lines = []
+    for i, text in enumerate(texts):
+        tone = (0.3 * np.sin(2 * np.pi * (300 + 40 * i) * np.arange(8000) / 16000)).astype(np.float32)
+        sf.write(hints_dir / f"{i}.wav", tone, 16000, subtype="FLOAT")
+        lines.append(json.dumps({"text": text, "audio": f"{i}.wav"}))
+    (hints_dir / "hints.jsonl").write_text("\n".join(lines) + "\n")
+    backend = load_backend("simulated", "follow=0.6,accuracy=1.0", LoadOptions())
+    prompt = get_prompt("direct-v1")
+    config = InferConfig(model="simulated", mode="direct", prompt=prompt, condition="inject-wrong-snr0",
+                         settings=GenerationSettings(max_new_tokens=prompt.max_new_tokens))
+    out = tmp_path / "wrong.jsonl"
+    run_inference(items, backend, config, out, demo.parent, progress=False, hints=FolderHints(hints_dir))
+    rows = _rows(out)
+    assert len(rows) == len(items) and not any(r["error"] for r in rows)
+    inject = parse_condition("inject-wrong-snr0")
+    by_id = {it.id: it for it in items}
+    followed = sum(r["pred"] == inject.option(by_id[r["id"]], 0) for r in rows)
+    # the rest answer from the audio, the hint counting as noise at 0 dB (quality 1/2): by chance the hinted option
+    expected = 0.0
+    for it in items:
+        k = len(it.choices)
+        p_correct = 1 / k + (1 - 1 / k) * 0.5
+        expected += 0.6 + 0.4 * (1 - p_correct) / (k - 1)
+    assert abs(followed - expected) < 3.5 * math.sqrt(expected * (1 - expected / len(rows)))
+    sidecar = json.loads((tmp_path / "wrong.jsonl.meta.json").read_text())
+    assert sidecar["params"]["fingerprint"]["hints"]["hint_source"] == "folder"

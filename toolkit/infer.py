@@ -377,6 +377,7 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
 
     root = None if data_root is None else Path(data_root)
     shard_items = select_shard(list(items), *shard)
+    config = with_hint_source(config, hints)
     check_or_write_sidecar(Path(out), backend, config, shard_items, root, shard, manifest)
     runner = Runner(backend, config, root, hints)
     with ShardWriter(out) as writer:
@@ -386,6 +387,17 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
     summary.skipped = skipped
     log.info("%s: %s", out, summary.line())
     return summary
+
+
+def with_hint_source(config: InferConfig, hints: Optional[HintBank]) -> InferConfig:
+    """``config`` with the spoken-hint source in its fingerprint when its condition injects hints,
+    so a run resumed with another TTS or hint folder is refused instead of mixing rows."""
+    from toolkit.perturb.inject import needs_hints
+    from toolkit.perturb import parse_condition
+
+    if hints is None or not needs_hints([parse_condition(config.condition)]):
+        return config
+    return dataclasses.replace(config, extra={**(config.extra or {}), "hints": hints.describe()})
 
 
 def check_or_write_sidecar(out: Path, backend: Backend, config: InferConfig, items: Sequence[Item],

@@ -27,10 +27,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from toolkit.errors import InputError, Pathlike
-from toolkit.infer import InferConfig, InferSummary, Runner, _Unit, check_or_write_sidecar
+from toolkit.infer import InferConfig, InferSummary, Runner, _Unit, check_or_write_sidecar, with_hint_source
 from toolkit.interventions.base import Baseline, Intervention, Variant
 from toolkit.manifest import Item
 from toolkit.models.base import Backend, Generation, Request
+from toolkit.perturb.hints import HintBank
 from toolkit.prompts import render_continuation, render_user_text
 from toolkit.runs import ShardWriter, select_shard
 
@@ -92,8 +93,9 @@ class ConditionRunner(Runner):
     """The inference runner with requests built from intervention variants."""
 
     def __init__(self, backend: Backend, config: InferConfig, data_root: Optional[Pathlike],
-                 intervention: Intervention, placement: str, baselines: Mapping[Tuple[str, int], Baseline]) -> None:
-        super().__init__(backend, config, data_root)
+                 intervention: Intervention, placement: str, baselines: Mapping[Tuple[str, int], Baseline],
+                 hints: Optional[HintBank] = None) -> None:
+        super().__init__(backend, config, data_root, hints)
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, not {placement!r}")
         self.intervention = intervention
@@ -169,7 +171,8 @@ def plan_condition_units(items: Sequence[Item], baselines: Mapping[Tuple[str, in
 def run_condition(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Baseline], intervention: Intervention,
                   backend: Backend, config: InferConfig, out: Pathlike, data_root: Optional[Pathlike],
                   placement: str = "assistant", shard: Tuple[int, int] = (0, 1), manifest: Optional[Pathlike] = None,
-                  baseline_file: Optional[Pathlike] = None, progress: bool = True) -> InferSummary:
+                  baseline_file: Optional[Pathlike] = None, progress: bool = True,
+                  hints: Optional[HintBank] = None) -> InferSummary:
     """Run every variant of a shard's items not yet in ``out``, one appended row each.
 
     Args:
@@ -185,6 +188,7 @@ def run_condition(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Bas
         manifest: the manifest path, for the sidecar.
         baseline_file: the baseline path, for the sidecar and the resume check.
         progress: show a progress bar.
+        hints: spoken hints for an ``inject-...`` ``config.condition``.
 
     Returns:
         Counts.
@@ -196,10 +200,10 @@ def run_condition(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Bas
     extra = {"intervention": intervention.spec, "placement": placement,
              "baseline": None if baseline_file is None else {"path": str(Path(baseline_file).resolve()),
                                                              "sha256": file_digest(baseline_file)}}
-    config = dataclasses.replace(config, extra=extra)
+    config = with_hint_source(dataclasses.replace(config, extra=extra), hints)
     root = None if data_root is None else Path(data_root)
     check_or_write_sidecar(Path(out), backend, config, shard_items, root, shard, manifest)
-    runner = ConditionRunner(backend, config, root, intervention, placement, baselines)
+    runner = ConditionRunner(backend, config, root, intervention, placement, baselines, hints)
     with ShardWriter(out) as writer:
         units, skipped = plan_condition_units(shard_items, baselines, intervention, config.seed, writer.done)
         summary = runner.run(units, writer, progress)

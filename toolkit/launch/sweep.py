@@ -25,7 +25,7 @@ from toolkit.models.base import LoadOptions
 TINY_BUILDERS = {"qwen2-audio": "build_qwen2_audio", "qwen2.5-omni": "build_qwen25_omni", "af3": "build_af3"}
 
 _TOP_KEYS = {"experiment", "output", "seed", "runs", "shards", "batch_size", "generation", "prompts", "models",
-             "datasets", "conditions", "modes", "score_by"}
+             "datasets", "conditions", "modes", "score_by", "interventions", "placement", "hints"}
 _MODEL_KEYS = {"name", "backend", "path", "tiny", "batch_size", "setup", "python", "load", "generation"}
 _DATASET_KEYS = {"name", "manifest", "data_root", "shards", "demo"}
 _GENERATION_KEYS = {"max_new_tokens", "sample", "temperature", "top_p", "num_beams"}
@@ -87,6 +87,26 @@ class Sweep:
     generation: Dict[str, Any] = field(default_factory=dict)
     prompts: Dict[str, str] = field(default_factory=dict)
     score_by: Tuple[str, ...] = ("model", "dataset", "condition", "mode")
+    interventions: Tuple[str, ...] = ()
+    placement: str = "assistant"
+    hints: Dict[str, Any] = field(default_factory=dict)
+
+    def hint_bank(self) -> Any:
+        """The spoken-hint source of ``inject-...`` conditions (None when the sweep names none)."""
+        from toolkit.perturb.hints import EspeakHints, FolderHints, default_cache_dir
+
+        if "folder" in self.hints:
+            return FolderHints(self.hints["folder"])
+        if self.hints.get("tts"):
+            return EspeakHints(self.hints.get("cache") or default_cache_dir())
+        return None
+
+    def intervention(self, mode: str) -> Any:
+        """The intervention a ``conditioned:<name>`` mode runs (parsed from this sweep's specs)."""
+        from toolkit.interventions import parse_intervention
+
+        name = mode.split(":", 1)[1]
+        return next(parse_intervention(spec) for spec in self.interventions if spec.partition(":")[0] == name)
 
     @property
     def run_dir(self) -> Path:
@@ -113,7 +133,8 @@ class Sweep:
                                                  "data_root": path(d["data_root"])}) for d in raw["datasets"]),
                    conditions=tuple(raw["conditions"]), modes=tuple(raw["modes"]), runs=raw["runs"],
                    seed=raw["seed"], generation=raw["generation"], prompts=raw["prompts"],
-                   score_by=tuple(raw["score_by"]))
+                   score_by=tuple(raw["score_by"]), interventions=tuple(raw.get("interventions", ())),
+                   placement=raw.get("placement", "assistant"), hints=dict(raw.get("hints") or {}))
 
 
 @dataclass(frozen=True)
@@ -270,9 +291,9 @@ def _parse_modes_and_prompts(check: _Checker, raw: Mapping[str, Any]) -> Tuple[T
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         check.add("modes", f"must be a non-empty list of {', '.join(MODES)}; got {modes!r}")
-    prompts = {"reasoning": "reasoning-v1", "direct": "direct-v1"}
+    prompts = {"reasoning": "reasoning-v1", "direct": "direct-v1", "conditioned": "conditioned-v1"}
     given = raw.get("prompts") or {}
-    if check.keys("prompts", given, set(MODES)):
+    if check.keys("prompts", given, set(prompts)):
         prompts.update({str(k): str(v) for k, v in given.items()})
     for mode, name in prompts.items():
         try:
@@ -283,6 +304,48 @@ def _parse_modes_and_prompts(check: _Checker, raw: Mapping[str, Any]) -> Tuple[T
         if template.mode != mode:
             check.add(f"prompts.{mode}", f"{name!r} is a {template.mode} prompt")
     return tuple(m for m in modes if m in MODES), prompts
+
+
+def _parse_hints(check: _Checker, raw: Mapping[str, Any], conditions: Sequence[str], base: Path) -> Dict[str, Any]:
+    from toolkit.perturb import parse_condition
+    from toolkit.perturb.inject import needs_hints
+
+    hints = raw.get("hints") or {}
+    if not check.keys("hints", hints, {"folder", "tts", "cache"}):
+        return {}
+    if hints.get("tts") not in (None, "espeak-ng"):
+        check.add("hints.tts", f"the local TTS is espeak-ng, not {hints.get('tts')!r}")
+    if "folder" in hints and "tts" in hints:
+        check.add("hints", "give a folder (any TTS, pre-rendered) or tts: espeak-ng, not both")
+    out = {k: str(_resolve(base, v)) if k in ("folder", "cache") else v for k, v in hints.items()}
+    if needs_hints([parse_condition(c) for c in conditions]) and not out:
+        check.add("hints", "inject-... conditions need spoken hints: hints: {tts: espeak-ng} or {folder: DIR}")
+    return out
+
+
+def _parse_interventions(check: _Checker, raw: Mapping[str, Any], modes: Sequence[str]) -> Tuple[str, ...]:
+    from toolkit.interventions import parse_intervention
+    from toolkit.interventions.runner import PLACEMENTS
+
+    specs = raw.get("interventions") or []
+    if isinstance(specs, str):
+        specs = [specs]
+    out, names = [], []
+    for spec in specs:
+        try:
+            intervention = parse_intervention(str(spec))
+        except ValueError as exc:
+            check.add("interventions", str(exc))
+            continue
+        if intervention.name in names:
+            check.add("interventions", f"{intervention.name!r} listed twice (one spec per intervention)")
+        names.append(intervention.name)
+        out.append(intervention.spec)
+    if out and "reasoning" not in modes:
+        check.add("interventions", "need the reasoning mode: they start from its rows")
+    if raw.get("placement", "assistant") not in PLACEMENTS:
+        check.add("placement", f"must be one of {', '.join(PLACEMENTS)}, not {raw.get('placement')!r}")
+    return tuple(out)
 
 
 def load_sweep(path: Pathlike) -> Sweep:
@@ -331,6 +394,8 @@ def load_sweep(path: Pathlike) -> Sweep:
             check.add(kind, f"name {dup!r} used twice")
     conditions = _parse_conditions(check, raw.get("conditions"))
     modes, prompts = _parse_modes_and_prompts(check, raw)
+    interventions = _parse_interventions(check, raw, modes)
+    hints = _parse_hints(check, raw, conditions, base)
     runs = check.positive_int("runs", raw.get("runs", 1))
     for model in models:
         if runs > 1 and model is not None and not {**generation, **model.generation}.get("sample", False):
@@ -346,7 +411,8 @@ def load_sweep(path: Pathlike) -> Sweep:
     check.raise_if_any()
     return Sweep(source=path.resolve(), experiment=str(experiment), output=_resolve(base, raw.get("output", "runs")),
                  models=tuple(models), datasets=tuple(datasets), conditions=conditions, modes=modes, runs=runs,
-                 seed=seed, generation=dict(generation), prompts=prompts, score_by=score_by)
+                 seed=seed, generation=dict(generation), prompts=prompts, score_by=score_by,
+                 interventions=interventions, placement=raw.get("placement", "assistant"), hints=hints)
 
 
 def plan_tasks(sweep: Sweep) -> List[Task]:
@@ -354,7 +420,10 @@ def plan_tasks(sweep: Sweep) -> List[Task]:
 
     Each task loads its model once and runs every (condition, mode) unit of its shard,
     so a sweep costs one model load per task instead of one per (dataset, condition, mode).
+    Intervention units (mode ``conditioned:<name>``) come after the modes of their
+    condition, so the reasoning rows they start from are written first, by the same task.
     """
-    units = tuple((c, m) for c in sweep.conditions for m in sweep.modes)
+    conditioned = tuple(f"conditioned:{spec.partition(':')[0]}" for spec in sweep.interventions)
+    units = tuple((c, m) for c in sweep.conditions for m in sweep.modes + conditioned)
     return [Task(model=model, dataset=ds, shard=k, units=units)
             for model in sweep.models for ds in sweep.datasets for k in range(ds.shards)]

@@ -18,6 +18,9 @@ condition, so every metric downstream can be checked against ground truth:
   exactly as without the injection. So own reasoning never changes an answer, while
   removing reasoning changes about ``follow * (1 - 1/K)`` of them: the faithfulness that
   early answering, filler and hints should measure.
+- a spoken hint mixed into the audio (``inject-...`` conditions): the same items (share
+  ``follow``) answer the option the hint names; the others answer from the audio, the hint
+  counting as noise at its SNR.
 
 Reasoning-mode text is a few sentences ending in ``Answer: (X)``; direct mode is ``(X)``.
 ``--model-path`` holds the parameters as ``key=value`` pairs, e.g.
@@ -118,9 +121,12 @@ class SimulatedBackend(Backend):
         """The option index the simulated model answers."""
         item, seed = request.item, self.params.seed
         k = len(item.choices or ())
+        dependent = _uniform(seed, item.id, f"simulated/follow/{request.run}") < self.params.follow
+        spoken = request.perturbation.get("option") if "hint_text" in request.perturbation else None
+        if spoken is not None and dependent:
+            return int(spoken)
         injected = request.injected if request.injected is not None else request.assistant_prefix
-        if injected is not None and k >= 2 and \
-                _uniform(seed, item.id, f"simulated/follow/{request.run}") < self.params.follow:
+        if injected is not None and k >= 2 and dependent:
             from toolkit.answers import extract_answer
 
             stated = extract_answer(injected, item.choices or []).pred
