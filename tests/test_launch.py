@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -255,3 +256,50 @@ def test_a_failing_task_fails_the_launch_and_merge_refuses(tmp_path, capsys):
     assert "task:sim-b/demo/shard-0-of-3 ended FAILED" in err
     assert "merge:merge ended FAILED" in err and "score:score ended CANCELLED" in err
     assert not (tmp_path / "o" / "t" / "results.jsonl").exists()
+
+
+def test_a_sweep_runs_interventions_and_spoken_hints_and_merges_them(tmp_path):
+    import soundfile as sf
+
+    from toolkit.data.demo import write_demo_manifest
+
+    manifest, items = write_demo_manifest(tmp_path / "data", items_per_task=3)
+    hints = tmp_path / "hints"
+    hints.mkdir()
+    texts = sorted({f"The answer is {c}." for it in items for c in it.choices})
+    for i, _ in enumerate(texts):
+        sf.write(hints / f"{i}.wav", 0.2 * np.sin(np.arange(4000) / (3.0 + i)).astype(np.float32), 16000)
+    (hints / "hints.jsonl").write_text("".join(json.dumps({"text": t, "audio": f"{i}.wav"}) + "\n"
+                                               for i, t in enumerate(texts)))
+    sweep_file = _write(tmp_path / "s.yaml", f"""
+experiment: faith
+output: out
+models: [{{name: sim, backend: simulated, path: "follow=0.7"}}]
+datasets: [{{name: demo, manifest: {manifest}, shards: 2}}]
+conditions: [clean, inject-wrong-snr0]
+modes: [reasoning]
+interventions: [own, truncate]
+hints: {{folder: {hints}}}
+""")
+    assert launch_main([str(sweep_file), "--executor", "debug", "--out", str(tmp_path / "o"), "-q"]) == 0
+    run_dir = tmp_path / "o" / "faith"
+    rows = _rows(run_dir / "results.jsonl")
+    modes = {(r["condition"], r["mode"]) for r in rows}
+    assert modes == {(c, m) for c in ("clean", "inject-wrong-snr0") for m in ("reasoning", "conditioned:own",
+                                                                                 "conditioned:truncate")}
+    own = [r for r in rows if r["mode"] == "conditioned:own"]
+    assert len(own) == 2 * 9 and not any(r["prediction_changed"] for r in own)
+    truncate = [r for r in rows if r["mode"] == "conditioned:truncate" and r["condition"] == "clean"]
+    assert {r["variant"] for r in truncate} >= {"k=0", "k=1", "k=2"}
+    assert sum(r["prediction_changed"] for r in truncate if r["variant"] == "k=0") > 0
+    injected = [r for r in rows if r["mode"] == "reasoning" and r["condition"] == "inject-wrong-snr0"]
+    assert len(injected) == 9 and not any(r["error"] for r in injected)
+
+    # lose one intervention shard: --resume reruns only that task, without reloading what is done
+    lost = run_dir / "sim" / "demo" / "clean" / "conditioned_truncate" / "shard-00001-of-00002.jsonl"
+    lost.unlink()
+    assert any("incomplete" in line for line in run_status(run_dir))
+    assert launch_main([str(sweep_file), "--executor", "debug", "--out", str(tmp_path / "o"), "--resume", "-q"]) == 0
+    last = read_launch(run_dir)["submissions"][-1]
+    assert last["tasks_submitted"] == 1
+    assert _rows(run_dir / "results.jsonl") == rows

@@ -427,6 +427,11 @@ def read_manifest_ids(path: Pathlike) -> List[str]:
     return ids
 
 
+#: fingerprint keys that differ between the shards of one unit by design (``bin/condition``:
+#: each shard starts from its own baseline shard file)
+PER_SHARD_SETTINGS = ("baseline",)
+
+
 def _sidecar_problems(plan: _Plan, params: Dict[str, Any], k: int, n: int,
                       ref: Optional[Tuple[str, Dict[str, Any]]]) -> List[str]:
     unit = plan.unit
@@ -445,9 +450,11 @@ def _sidecar_problems(plan: _Plan, params: Dict[str, Any], k: int, n: int,
         reasons.append(f"mode {fingerprint.get('mode')!r}, the unit's is {unit.mode!r}")
     if fingerprint.get("condition") != unit.condition:
         reasons.append(f"condition {fingerprint.get('condition')!r}, the unit's is {unit.condition!r}")
-    if ref is not None and fingerprint != ref[1]:
-        keys = sorted(key for key in set(fingerprint) | set(ref[1]) if fingerprint.get(key) != ref[1].get(key))
-        reasons.append(f"settings differ from {ref[0]} ({', '.join(keys)})")
+    if ref is not None:
+        keys = sorted(key for key in set(fingerprint) | set(ref[1])
+                      if key not in PER_SHARD_SETTINGS and fingerprint.get(key) != ref[1].get(key))
+        if keys:
+            reasons.append(f"settings differ from {ref[0]} ({', '.join(keys)})")
     return reasons
 
 

@@ -88,7 +88,7 @@ def expected_units(sweep: Sweep) -> List[Dict[str, Any]]:
     """Every (model, dataset, condition, mode) unit with what merge needs to check it."""
     return [{"model": m.name, "dataset": ds.name, "condition": c, "mode": mode, "num_runs": sweep.runs,
              "shards": ds.shards, "manifest": str(ds.manifest), "data_root": str(ds.data_root)}
-            for m in sweep.models for ds in sweep.datasets for c in sweep.conditions for mode in sweep.modes]
+            for m in sweep.models for ds in sweep.datasets for c in sweep.conditions for mode in sweep.unit_modes]
 
 
 # --------------------------------------------------------------------------- plan

@@ -101,6 +101,12 @@ class Sweep:
             return EspeakHints(self.hints.get("cache") or default_cache_dir())
         return None
 
+    @property
+    def unit_modes(self) -> Tuple[str, ...]:
+        """The modes of every condition's units: the sweep's modes, then ``conditioned:<name>``
+        for each intervention (after the reasoning rows they start from)."""
+        return self.modes + tuple(f"conditioned:{spec.partition(':')[0]}" for spec in self.interventions)
+
     def intervention(self, mode: str) -> Any:
         """The intervention a ``conditioned:<name>`` mode runs (parsed from this sweep's specs)."""
         from toolkit.interventions import parse_intervention
@@ -423,7 +429,6 @@ def plan_tasks(sweep: Sweep) -> List[Task]:
     Intervention units (mode ``conditioned:<name>``) come after the modes of their
     condition, so the reasoning rows they start from are written first, by the same task.
     """
-    conditioned = tuple(f"conditioned:{spec.partition(':')[0]}" for spec in sweep.interventions)
-    units = tuple((c, m) for c in sweep.conditions for m in sweep.modes + conditioned)
+    units = tuple((c, m) for c in sweep.conditions for m in sweep.unit_modes)
     return [Task(model=model, dataset=ds, shard=k, units=units)
             for model in sweep.models for ds in sweep.datasets for k in range(ds.shards)]
