@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.sweep is None:
         print("launch: error: a sweep file is required (or --status RUN_DIR)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    sweep = load_sweep(args.sweep)
+    sweep = load_sweep(args.sweep, check_files=not args.dry_run)
     if args.out is not None:
         sweep = sweep.with_output(args.out)
     launch = Launch(sweep, load_profile(args.profile), args.executor, resume=args.resume, use_pdb=args.pdb)

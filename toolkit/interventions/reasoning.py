@@ -43,7 +43,7 @@ class _Filler(Intervention):
     """Replace a share of the reasoning's words (0..100% in ``step``) with filler, at the
     start, the end or seeded random positions (``position`` takes several, joined by +)."""
 
-    defaults = {"step": 0.25, "position": POSITIONS}
+    defaults = {"step": 0.05, "position": POSITIONS}
     filler = ""
 
     def __init__(self, **params):

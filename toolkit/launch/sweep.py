@@ -253,7 +253,8 @@ def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, A
                      setup=tuple(setup), python=raw.get("python"), load=dict(load), generation=dict(generation))
 
 
-def _parse_dataset(check: _Checker, where: str, raw: Any, default_shards: int, base: Path) -> Optional[DatasetSpec]:
+def _parse_dataset(check: _Checker, where: str, raw: Any, default_shards: int, base: Path,
+                   check_files: bool) -> Optional[DatasetSpec]:
     if not check.keys(where, raw, _DATASET_KEYS, ("name",)):
         return None
     name = raw.get("name")
@@ -263,7 +264,7 @@ def _parse_dataset(check: _Checker, where: str, raw: Any, default_shards: int, b
         check.add(where, "give exactly one of manifest (a prepared manifest) or demo (the generated demo set)")
     if demo is not None:
         check.keys(f"{where}.demo", demo, {"items_per_task", "seed"})
-    if manifest is not None and not manifest.is_file():
+    if check_files and manifest is not None and not manifest.is_file():
         check.add(where, f"manifest {manifest} does not exist")
     data_root = _resolve(base, raw.get("data_root"))
     if data_root is None and manifest is not None:
@@ -354,11 +355,13 @@ def _parse_interventions(check: _Checker, raw: Mapping[str, Any], modes: Sequenc
     return tuple(out)
 
 
-def load_sweep(path: Pathlike) -> Sweep:
+def load_sweep(path: Pathlike, check_files: bool = True) -> Sweep:
     """Read and validate a sweep YAML file.
 
     Args:
         path: the sweep file.
+        check_files: also require the manifests to exist (off for ``--dry-run`` on a
+            machine without the data).
 
     Returns:
         The sweep, with every path absolute.
@@ -390,7 +393,7 @@ def load_sweep(path: Pathlike) -> Sweep:
     check.keys("generation", generation, _GENERATION_KEYS)
     models = [_parse_model(check, f"models[{i}]", m, defaults, base) for i, m in enumerate(raw.get("models") or [])]
     default_shards = check.positive_int("shards", raw.get("shards", 1))
-    datasets = [_parse_dataset(check, f"datasets[{i}]", d, default_shards, base)
+    datasets = [_parse_dataset(check, f"datasets[{i}]", d, default_shards, base, check_files)
                 for i, d in enumerate(raw.get("datasets") or [])]
     for kind, specs in (("models", models), ("datasets", datasets)):
         names = [s.name for s in specs if s is not None]
