@@ -16,6 +16,8 @@ SHARDS=${SHARDS:-4}
 SBATCH_ARGS=${SBATCH_ARGS:---gres=gpu:1 --time=120}
 CONDITIONS=${CONDITIONS:-clean mask-p20 mask-p40 mask-p60 mask-p80 noise-snr10 noise-snr0}
 
+mkdir -p "$RUN/_logs"
+LOG="--output=$RUN/_logs/%x-%j.out"
 ids=()
 for c in $CONDITIONS; do
   # bin/infer takes any name; the folder must use the canonical one, as bin/launch does
@@ -23,7 +25,7 @@ for c in $CONDITIONS; do
   for ((k = 0; k < SHARDS; k++)); do
     out=$(printf '%s/%s/%s/%s/%s/shard-%05d-of-%05d.jsonl' "$RUN" "$MODEL" "$DATASET" "$canonical" "$MODE" "$k" "$SHARDS")
     # shellcheck disable=SC2086
-    ids+=("$(sbatch --parsable $SBATCH_ARGS --job-name="$MODEL-$canonical-$k" --wrap \
+    ids+=("$(sbatch --parsable $SBATCH_ARGS "$LOG" --job-name="$MODEL-$canonical-$k" --wrap \
       "bin/infer --manifest $MANIFEST --data-root $DATA_ROOT --model $MODEL --model-path $MODEL_PATH \
        --mode $MODE --condition $canonical --shard $k/$SHARDS --out $out")")
   done
@@ -31,4 +33,4 @@ done
 # merge once every job has ended; it refuses (exit 1) and lists what is missing if one failed
 deps=$(IFS=:; echo "${ids[*]}")
 # shellcheck disable=SC2086
-sbatch --parsable $SBATCH_ARGS --dependency="afterany:$deps" --job-name=merge --wrap "bin/merge $RUN"
+sbatch --parsable $SBATCH_ARGS "$LOG" --dependency="afterany:$deps" --job-name=merge --wrap "bin/merge $RUN"
