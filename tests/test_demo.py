@@ -43,7 +43,8 @@ def test_demo_same_seed_same_clips(tmp_path):
 def test_bin_demo_prepares_and_perturbs(tmp_path):
     out = tmp_path / "demo out"  # a space, as users' paths have
     proc = subprocess.run([sys.executable, str(REPO / "bin" / "demo"), "--out", str(out), "--items-per-task", "3",
-                           "--condition", "clean", "--condition", "mask-p50", "--condition", "noise-snr-5", "-q"],
+                           "--condition", "clean", "--condition", "mask-p50", "--condition", "noise-snr-5", "-q",
+                           "--no-study"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "mask-p50-scattered-silence" in proc.stdout and "SNR -5.000..-5.000 dB" in proc.stdout
@@ -63,3 +64,30 @@ def test_bin_demo_prepares_and_perturbs(tmp_path):
 def test_demo_rejects_empty_set(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--items-per-task", "0"]) == 2
     assert "--items-per-task" in capsys.readouterr().err
+
+
+def test_demo_runs_the_faithfulness_study_end_to_end(tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "demo"
+    assert main(["--out", str(out), "--items-per-task", "4", "--condition", "clean", "-q"]) == 0
+    run_dir = out / "study-runs" / "study"
+    rows = [json.loads(line) for line in (run_dir / "results.repaired.jsonl").read_text().splitlines()]
+    by_mode = {}
+    for r in rows:
+        by_mode.setdefault((r["condition"], r["mode"]), []).append(r)
+    own = by_mode[("clean", "conditioned:own")]
+    assert len(own) == 12 and not any(r["prediction_changed"] for r in own)
+    empty = [r for r in by_mode[("clean", "conditioned:truncate")] if r["variant"] == "k=0"]
+    assert len(empty) == 12 and any(r["prediction_changed"] for r in empty)
+    accuracy = {key: sum(bool(r["correct"]) for r in group) / len(group) for key, group in by_mode.items()}
+    assert accuracy[("mask-p80-scattered-silence", "direct")] < accuracy[("clean", "direct")]
+    if shutil.which("espeak-ng"):
+        assert accuracy[("inject-wrong-snr0", "direct")] < accuracy[("clean", "direct")]
+        assert accuracy[("inject-correct-snr0", "direct")] >= accuracy[("clean", "direct")]
+    table = (run_dir / "faithfulness.md").read_text()
+    assert "| simulated | demo | clean | assistant |" in table
+    assert (run_dir / "plots" / "accuracy_vs_mask.png.meta.json").exists()
+    sweep = out / "study.yaml"
+    assert "bin/launch" in sweep.read_text() and "interventions" in sweep.read_text()
+    assert "$ bin/launch" in capsys.readouterr().out

@@ -1,9 +1,16 @@
 """``bin/demo``: the built-in default run on a fresh machine (no weights, no datasets).
 
-It generates the synthetic demo set, prepares its manifest (audio checked, sidecar
+Part 1 generates the synthetic demo set, prepares its manifest (audio checked, sidecar
 written), perturbs it under a few conditions and runs the ``simulated`` backend (a
-stand-in with known accuracy, not a model) on every condition in reasoning mode, then
-prints a summary. Later stages (repair, condition, score) extend the same run.
+stand-in with known accuracy and a known dependence on its reasoning, not a model) on
+every condition, then prints a summary.
+
+Part 2 runs the faithfulness study end to end as the stages a user would call: a sweep
+file (``<out>/study.yaml``, launchable as is on a cluster) run in this process by
+``bin/launch`` - baseline in direct and reasoning mode, masked and noisy audio, spoken
+correct and wrong hints (when espeak-ng is installed), then own / truncated / filler /
+suggested interventions on the reasoning rows - merged, re-checked with ``bin/repair``
+and scored with ``bin/score`` (accuracy tables, curves, faithfulness tables and plots).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--condition", action="append", dest="conditions", metavar="C",
                         help=f"audio condition, repeatable (default: {' '.join(DEFAULT_CONDITIONS)})")
     parser.add_argument("--workers", type=int, default=1, help="perturbation processes (default: %(default)s)")
+    parser.add_argument("--no-study", action="store_true", help="skip part 2 (the faithfulness study)")
     add_common_args(parser)
     return parser
 
@@ -76,6 +84,68 @@ def _run(args: argparse.Namespace) -> int:
         print(line)
     print(f"\nmanifest: {manifest}\nperturbed manifests: {out / 'perturbed'}/<condition>/manifest.jsonl"
           f"\nsimulated results: {out / 'runs' / 'simulated'}/<condition>.jsonl")
+    if args.no_study:
+        return EXIT_OK
+    return _study(out, manifest, args)
+
+
+STUDY_INTERVENTIONS = ("own", "truncate", "filler-dots:step=0.25", "suggested")
+STUDY_CONDITIONS = ("clean", "mask-p40", "mask-p80", "noise-snr10", "noise-snr0")
+HINT_CONDITIONS = ("inject-correct-snr0", "inject-wrong-snr0")
+
+
+def write_study_sweep(out: Path, manifest: Path, seed: int, with_hints: bool) -> Path:
+    """The demo's faithfulness study as a sweep file (``<out>/study.yaml``); returns its path."""
+    import yaml
+
+    sweep = {"experiment": "study", "output": "study-runs", "seed": seed, "shards": 2,
+             "models": [{"name": "simulated", "backend": "simulated",
+                         "path": f"accuracy=0.85,follow=0.7,seed={seed}"}],
+             "datasets": [{"name": "demo", "manifest": str(manifest.resolve()), "shards": 2}],
+             "conditions": list(STUDY_CONDITIONS + (HINT_CONDITIONS if with_hints else ())),
+             "modes": ["direct", "reasoning"], "interventions": list(STUDY_INTERVENTIONS)}
+    if with_hints:
+        sweep["hints"] = {"tts": "espeak-ng", "cache": "hint-cache"}
+    path = out / "study.yaml"
+    header = ("# The demo's faithfulness study (written by bin/demo). Run it on a cluster as it is:\n"
+              f"#   bin/launch {path} --executor slurm --profile slurm/profiles/<yours>.yaml --out runs\n")
+    path.write_text(header + yaml.safe_dump(sweep, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _study(out: Path, manifest: Path, args: argparse.Namespace) -> int:
+    """Part 2 (see the module docstring): the stages in order, each as its command would run."""
+    import shutil
+
+    from toolkit.cli.launch import main as launch_main
+    from toolkit.cli.repair import main as repair_main
+    from toolkit.cli.score import main as score_main
+
+    with_hints = shutil.which("espeak-ng") is not None
+    if not with_hints:
+        print("\nspoken-hint conditions skipped: espeak-ng is not installed (apt-get install espeak-ng)")
+    sweep = write_study_sweep(out, manifest, args.seed, with_hints)
+    run_dir = out / "study-runs" / "study"
+    shutil.rmtree(run_dir, ignore_errors=True)  # the demo starts afresh each time
+    quiet = ["-q"] if args.quiet else []
+    steps = [
+        ("launch", launch_main, [str(sweep), "--executor", "debug", "-q"]),
+        ("repair", repair_main, ["--in", str(run_dir / "results.jsonl"), "--manifest", str(manifest),
+                                 "--out", str(run_dir / "results.repaired.jsonl")] + quiet),
+        ("score", score_main, [str(run_dir / "results.repaired.jsonl"), "--by", "model,condition,mode",
+                               "--out", str(run_dir / "accuracy.md"), "--plots", str(run_dir / "plots")] + quiet),
+        ("score", score_main, [str(run_dir / "results.repaired.jsonl"), "--faithfulness",
+                               "--out", str(run_dir / "faithfulness.md"), "--plots", str(run_dir / "plots")] + quiet),
+    ]
+    print(f"\nfaithfulness study: {sweep}")
+    for stage, main_fn, argv in steps:
+        print(f"$ bin/{stage} {' '.join(argv)}")
+        code = main_fn(argv)
+        if code != EXIT_OK:
+            print(f"demo: bin/{stage} exited with {code}", file=sys.stderr)
+            return code
+    print(f"\n{(run_dir / 'faithfulness.md').read_text(encoding='utf-8')}")
+    print(f"tables: {run_dir / 'accuracy.md'}, {run_dir / 'faithfulness.md'}; plots: {run_dir / 'plots'}")
     return EXIT_OK
 
 
