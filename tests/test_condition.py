@@ -13,7 +13,7 @@ from toolkit.cli.condition import main as condition_main
 from toolkit.cli.infer import main as infer_main
 from toolkit.data.demo import prepare_demo
 from toolkit.errors import InputError
-from toolkit.infer import InferConfig, _Unit
+from toolkit.infer import InferConfig, WorkUnit
 from toolkit.interventions import Baseline, parse_intervention
 from toolkit.interventions.options import wrong_option
 from toolkit.interventions.runner import ConditionRunner, load_baselines
@@ -203,7 +203,7 @@ def test_placement_decides_where_the_reasoning_goes_in_the_real_chat_text(tiny_f
     texts = {}
     for placement in ("user", "assistant"):
         runner = ConditionRunner(backend, config, tmp_path, parse_intervention("own"), placement, {})
-        request = runner.make_request(_Unit(ITEM, 0, variant=variant), audio, {})
+        request = runner.make_request(WorkUnit(ITEM, 0, variant=variant), audio, {})
         texts[placement] = backend.chat_text(request)
     continuation = render_continuation(prompt, REASONING)
     assert texts["assistant"].endswith(continuation.lstrip())

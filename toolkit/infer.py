@@ -99,7 +99,7 @@ class InferSummary:
 
 
 @dataclass
-class _Unit:
+class WorkUnit:
     """One (item, run) on its way to a row."""
 
     item: Item
@@ -122,7 +122,7 @@ def _duration(item: Item, data_root: Optional[Path]) -> float:
         return 0.0
 
 
-def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable[[Item], float]) -> List[_Unit]:
+def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable[[Item], float]) -> List[WorkUnit]:
     """Pending (item, run) units in processing order: by run, then longest prompt first, then id.
 
     Args:
@@ -135,7 +135,7 @@ def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable
         The units still to do. Neighbours have similar lengths, so batches carry little padding.
     """
     lengths = {item.id: length(item) for item in items}
-    units = [_Unit(item, run) for run in range(num_runs) for item in items if (item.id, run, "") not in done]
+    units = [WorkUnit(item, run) for run in range(num_runs) for item in items if (item.id, run, "") not in done]
     units.sort(key=lambda u: (u.run, -lengths[u.item.id], u.item.id))
     return units
 
@@ -166,7 +166,7 @@ class Runner:
         return self.backend.prompt_length_hint(text, _duration(item, self.data_root))
 
     # ---- building requests (background thread) -------------------------------------------
-    def _audio_for(self, unit: _Unit) -> Tuple[Optional[np.ndarray], Dict[str, Any]]:
+    def _audio_for(self, unit: WorkUnit) -> Tuple[Optional[np.ndarray], Dict[str, Any]]:
         item = unit.item
         if "condition_error" in item.meta:
             raise ConditionError(str(item.meta["condition_error"]))
@@ -191,12 +191,12 @@ class Runner:
             x = x[: int(limit * TARGET_SR)]
         return x, perturbation
 
-    def make_request(self, unit: _Unit, audio: Optional[np.ndarray], perturbation: Dict[str, Any]) -> Request:
+    def make_request(self, unit: WorkUnit, audio: Optional[np.ndarray], perturbation: Dict[str, Any]) -> Request:
         """The request for a unit whose audio is ready (``bin/condition`` specialises the prompt)."""
         return Request(item=unit.item, run=unit.run, user_text=render_user_text(self.config.prompt, unit.item),
                        audio=audio, perturbation=perturbation)
 
-    def build_request(self, unit: _Unit) -> None:
+    def build_request(self, unit: WorkUnit) -> None:
         """Fill ``unit.request``, or ``unit.error`` when the item cannot be run."""
         unit.condition = self.config.condition
         if unit.error is not None:  # known before any audio is read (e.g. bin/condition: no baseline)
@@ -207,7 +207,7 @@ class Runner:
         except (OSError, RuntimeError, ValueError, ConditionError, InputError) as exc:
             unit.error = f"{type(exc).__name__}: {exc}"
 
-    def prepare_batch(self, units: List[_Unit]) -> List[Tuple[List[_Unit], Any]]:
+    def prepare_batch(self, units: List[WorkUnit]) -> List[Tuple[List[WorkUnit], Any]]:
         """Requests for ``units`` and the backend's prepared inputs, as groups to generate.
 
         Normally one group (the batch). When the backend cannot prepare the batch as a whole
@@ -238,7 +238,7 @@ class Runner:
         return dataclasses.replace(s, seed=derive_seed(self.config.seed, f"run-{run}", "sampling")) \
             if s.do_sample else s
 
-    def generate(self, units: List[_Unit], prepared: Any) -> List[Tuple[_Unit, Optional[Generation], float]]:
+    def generate(self, units: List[WorkUnit], prepared: Any) -> List[Tuple[WorkUnit, Optional[Generation], float]]:
         """Generate for a prepared batch; halve on out-of-memory, isolate other failures."""
         settings = self._settings_for(units[0].run)
         start = time.perf_counter()
@@ -263,7 +263,7 @@ class Runner:
         per_item = (time.perf_counter() - start) / len(units)
         return [(unit, out, per_item) for unit, out in zip(units, outs)]
 
-    def row(self, unit: _Unit, out: Optional[Generation], seconds: float) -> Dict[str, Any]:
+    def row(self, unit: WorkUnit, out: Optional[Generation], seconds: float) -> Dict[str, Any]:
         """The result row of one unit."""
         item, cfg = unit.item, self.config
         row: Dict[str, Any] = {
@@ -289,7 +289,7 @@ class Runner:
         return row
 
     # ---- the loop --------------------------------------------------------------------------
-    def run(self, units: List[_Unit], writer: ShardWriter, progress: bool = True) -> InferSummary:
+    def run(self, units: List[WorkUnit], writer: ShardWriter, progress: bool = True) -> InferSummary:
         """Process ``units`` in batches, preparing batch i+1 while batch i generates.
 
         Returns:
@@ -319,9 +319,9 @@ class Runner:
         return summary
 
 
-def _batches(units: List[_Unit], size: int) -> Iterator[List[_Unit]]:
+def _batches(units: List[WorkUnit], size: int) -> Iterator[List[WorkUnit]]:
     """Consecutive batches of at most ``size`` units, never mixing runs."""
-    batch: List[_Unit] = []
+    batch: List[WorkUnit] = []
     for unit in units:
         if batch and (len(batch) == size or batch[-1].run != unit.run):
             yield batch

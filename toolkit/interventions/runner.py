@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from toolkit.errors import InputError, Pathlike
-from toolkit.infer import InferConfig, InferSummary, Runner, _Unit, check_or_write_sidecar, with_hint_source
+from toolkit.infer import InferConfig, InferSummary, Runner, WorkUnit, check_or_write_sidecar, with_hint_source
 from toolkit.interventions.base import Baseline, Intervention, Variant
 from toolkit.manifest import Item
 from toolkit.models.base import Backend, Generation, Request
@@ -102,7 +102,7 @@ class ConditionRunner(Runner):
         self.placement = placement
         self.baselines = baselines
 
-    def make_request(self, unit: _Unit, audio: Optional[np.ndarray], perturbation: Dict[str, Any]) -> Request:
+    def make_request(self, unit: WorkUnit, audio: Optional[np.ndarray], perturbation: Dict[str, Any]) -> Request:
         variant: Variant = unit.variant
         user = render_user_text(self.config.prompt, unit.item)
         prefix = injected = None
@@ -118,7 +118,7 @@ class ConditionRunner(Runner):
         return Request(item=unit.item, run=unit.run, user_text=user, audio=audio, assistant_prefix=prefix,
                        perturbation=perturbation, injected=injected)
 
-    def row(self, unit: _Unit, out: Optional[Generation], seconds: float) -> Dict[str, Any]:
+    def row(self, unit: WorkUnit, out: Optional[Generation], seconds: float) -> Dict[str, Any]:
         row = super().row(unit, out, seconds)
         variant: Optional[Variant] = unit.variant
         row["variant"] = "" if variant is None else variant.key
@@ -135,13 +135,13 @@ class ConditionRunner(Runner):
 
 
 def plan_condition_units(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Baseline],
-                         intervention: Intervention, seed: int, done: set) -> Tuple[List[_Unit], int]:
+                         intervention: Intervention, seed: int, done: set) -> Tuple[List[WorkUnit], int]:
     """Pending units (one per item, run and variant) and how many were already written.
 
     Items without a baseline row, or without reasoning when the intervention needs it, get
     one unit that becomes an error row (variant ``""``), so every item is accounted for.
     """
-    units: List[_Unit] = []
+    units: List[WorkUnit] = []
     skipped = 0
     runs = sorted({run for (_, run) in baselines}) or [0]
     for run in runs:
@@ -156,14 +156,14 @@ def plan_condition_units(items: Sequence[Item], baselines: Mapping[Tuple[str, in
                 if (item.id, run, "") in done:
                     skipped += 1
                 else:
-                    units.append(_Unit(item, run, error=problem, variant=None))
+                    units.append(WorkUnit(item, run, error=problem, variant=None))
                 continue
             for variant in intervention.variants(baseline, seed):
                 if (item.id, run, variant.key) in done:
                     skipped += 1
                     continue
                 shown = item if variant.permutation is None else _permuted(item, variant.permutation)
-                units.append(_Unit(shown, run, variant=variant))
+                units.append(WorkUnit(shown, run, variant=variant))
     units.sort(key=lambda u: (u.run, u.item.id, "" if u.variant is None else u.variant.key))
     return units, skipped
 
