@@ -15,7 +15,7 @@ import soundfile as sf
 from toolkit.cli.infer import main as infer_main
 from toolkit.cli.perturb import main as perturb_main
 from toolkit.errors import ConditionError, InputError
-from toolkit.infer import InferConfig, Runner, _Unit
+from toolkit.infer import InferConfig, Runner, WorkUnit
 from toolkit.manifest import Item, read_manifest, write_manifest
 from toolkit.models.base import GenerationSettings, LoadOptions
 from toolkit.models.registry import load_backend
@@ -273,7 +273,7 @@ def test_perturb_files_equal_the_infer_runner_and_reruns(corpus, hint_dir, tmp_p
                 continue
             from_file, _ = sf.read(str(folder / written.audio), dtype="float32")
             assert (folder / written.audio).read_bytes() == (tmp_path / "p2" / name / written.audio).read_bytes()
-            on_the_fly, params = runner._audio_for(_Unit(source, 0))
+            on_the_fly, params = runner._audio_for(WorkUnit(source, 0))
             assert np.array_equal(from_file, on_the_fly)
             assert params == written.meta["perturbation"]
     assert {it.meta["perturbation"]["target"] for it in again["inject-wrong-snr-5"] if "perturbation" in it.meta} \

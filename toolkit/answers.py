@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
@@ -247,9 +248,20 @@ def preload() -> None:
     _stemmer()
 
 
+_NLTK_IMPORT = threading.Lock()
+
+
+def import_nltk() -> None:
+    """Import nltk once, under a lock: two threads importing it at the same time (``bin/infer``
+    preloads it in the background) make one of them fail with a circular-import error."""
+    with _NLTK_IMPORT:
+        import nltk  # noqa: F401 - imports all of nltk (~1.5 s)
+
+
 @functools.lru_cache(maxsize=1)
 def _stemmer():
-    from nltk.stem.porter import PorterStemmer  # imports all of nltk (~1.5 s): only when a word rule runs
+    import_nltk()  # only when a word rule runs
+    from nltk.stem.porter import PorterStemmer
 
     return PorterStemmer()
 

@@ -26,10 +26,16 @@ EPILOG = """examples:
   bin/condition ... --intervention suggested --out runs/suggested.jsonl
   bin/condition ... --intervention shuffle:count=2 --out runs/shuffle.jsonl
 
-Interventions: own, truncate, filler-dots, filler-lorem, suggested, shuffle (parameters as
-name:key=value,key=value). The baseline is a reasoning-mode result file (toolkit rows or
-the earlier scripts' format), matched to the manifest by id. Rerunning resumes (rows are
-keyed by id, run and variant). Exit codes: 0 ok, 1 some rows carry an error, 2 bad input.
+  # mistakes written by an outside text LLM: produce the rewrite cache once on a big GPU, then reuse it
+  bin/condition --manifest m.jsonl --results runs/base_reasoning.jsonl \\
+      --intervention rewrite-mistake:cache=runs/rewrites.jsonl --rewriter /models/Qwen2.5-7B-Instruct --rewrites-only
+  bin/condition ... --intervention rewrite-mistake:cache=runs/rewrites.jsonl --out runs/mistake.jsonl
+
+Interventions: own, truncate, filler-dots, filler-lorem, suggested, shuffle,
+rewrite-paraphrase, rewrite-mistake (parameters as name:key=value,key=value). The baseline
+is a reasoning-mode result file (toolkit rows or the earlier scripts' format), matched to
+the manifest by id. Rerunning resumes (rows are keyed by id, run and variant). Exit codes:
+0 ok, 1 some rows carry an error, 2 bad input.
 """
 
 
@@ -44,11 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--results", type=Path, required=True, help="baseline reasoning-mode result file")
     io.add_argument("--data-root", type=Path, help="folder relative audio paths resolve against "
                     "(default: the manifest's folder)")
-    io.add_argument("--out", type=Path, required=True, help="result file (JSONL, appended; sidecar beside it)")
+    io.add_argument("--out", type=Path, help="result file (JSONL, appended; sidecar beside it); required "
+                    "unless --rewrites-only")
     io.add_argument("--shard", default="0/1", help="K/N: run shard K (0-based) of N (default: 0/1)")
     io.add_argument("--condition", default="clean", help="audio condition applied on the fly (default: clean)")
     m = p.add_argument_group("model")
-    m.add_argument("--model", required=True, help="backend name")
+    m.add_argument("--model", help="backend name; required unless --rewrites-only")
     m.add_argument("--model-path", help="local checkpoint folder or hub id (simulated: key=value parameters)")
     m.add_argument("--model-label", help="name written in rows (default: --model)")
     m.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
@@ -63,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--max-new-tokens", type=int, help="default: the template's")
     i.add_argument("--seed", type=int, default=0, help="seed of variants and audio conditions (default: 0)")
     i.add_argument("--batch-size", type=int, default=8)
+    r = p.add_argument_group("rewrites by an outside text LLM (rewrite-paraphrase, rewrite-mistake)")
+    r.add_argument("--rewriter", help="causal LM folder or hub id producing the rewrites the cache lacks "
+                   "(loaded, used and freed before the model under test is loaded)")
+    r.add_argument("--rewriter-device", default="auto")
+    r.add_argument("--rewriter-dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    r.add_argument("--rewriter-batch-size", type=int, default=8)
+    r.add_argument("--rewrites-only", action="store_true", help="produce or extend the rewrite cache, then stop")
     add_common_args(p)
     return p
 
@@ -70,13 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from toolkit.infer import InferConfig
     from toolkit.interventions import parse_intervention
+    from toolkit.interventions.rewrite import RewriteIntervention, ensure_rewrites
     from toolkit.interventions.runner import load_baselines, run_condition
     from toolkit.manifest import read_manifest
     from toolkit.models.base import GenerationSettings, LoadOptions
     from toolkit.models.registry import load_backend
     from toolkit.perturb import parse_condition
     from toolkit.prompts import get_prompt
-    from toolkit.runs import parse_shard
+    from toolkit.runs import parse_shard, select_shard
 
     try:
         intervention = parse_intervention(args.intervention)
@@ -87,6 +102,14 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"condition: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    rewrites = isinstance(intervention, RewriteIntervention)
+    if (args.rewriter or args.rewrites_only) and not rewrites:
+        print("condition: error: --rewriter and --rewrites-only apply to rewrite-paraphrase and rewrite-mistake only",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not args.rewrites_only and (args.model is None or args.out is None):
+        print("condition: error: --model and --out are required (unless --rewrites-only)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     wanted = "conditioned" if intervention.needs_reasoning else "reasoning or direct"
     if (prompt.mode == "conditioned") != intervention.needs_reasoning:
         print(f"condition: error: {intervention.name} needs a {wanted} prompt; {prompt.name!r} is {prompt.mode}",
@@ -94,6 +117,13 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     items = read_manifest(args.manifest)
     baselines = load_baselines(args.results, items)
+    if rewrites:
+        ids = {it.id for it in select_shard(items, *shard)}
+        written = ensure_rewrites(intervention, [b for (item_id, _), b in sorted(baselines.items()) if item_id in ids],
+                                  args.rewriter, args.rewriter_device, args.rewriter_dtype, args.rewriter_batch_size)
+        if args.rewrites_only:
+            print(f"{intervention.cache_path}: {written} rewrites written")
+            return EXIT_OK
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens or prompt.max_new_tokens)
     mode = f"conditioned:{intervention.name}"
     config = InferConfig(model=args.model, mode=mode, prompt=prompt, settings=settings, condition=condition,

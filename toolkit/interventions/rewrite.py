@@ -486,8 +486,9 @@ class RewriteMistake(RewriteIntervention):
     key_name = "step"
 
 
-def ensure_rewrites(intervention: RewriteIntervention, baselines: Iterable[Baseline], rewriter_path: Optional[str] = None,
-                    device: str = "auto", dtype: str = "auto", batch_size: int = 8) -> int:
+def ensure_rewrites(intervention: RewriteIntervention, baselines: Iterable[Baseline],
+                    rewriter_path: Optional[str] = None, device: str = "auto", dtype: str = "auto",
+                    batch_size: int = 8) -> int:
     """Make the cache hold every rewrite ``intervention`` needs for ``baselines``.
 
     When something is missing, the rewriter is loaded, the missing rewrites are produced

@@ -13,6 +13,9 @@ _WORDS = re.compile(r"\S+")
 
 @functools.lru_cache(maxsize=1)
 def _splitter():
+    from toolkit.answers import import_nltk
+
+    import_nltk()
     from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
     params = PunktParameters()

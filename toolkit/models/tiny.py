@@ -14,6 +14,8 @@ Builders (all deterministic for a given ``seed``: same files, same weights):
   ``Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(folder)``.
 - :func:`build_af3` / :func:`build_af3_think_adapter` - ``AudioFlamingo3ForConditionalGeneration``
   + ``AudioFlamingo3Processor``, and the AF-Think ``think/`` LoRA adapter.
+- :func:`build_text_lm` - a text-only ``Qwen2ForCausalLM`` with a ChatML chat template, like
+  ``Qwen/Qwen2.5-0.5B-Instruct`` (the outside rewriter of ``rewrite-*`` interventions).
 
 Loading recipes (the same for the tiny folders and the real checkpoints)
 ------------------------------------------------------------------------
@@ -107,6 +109,7 @@ __all__ = [
     "build_qwen25_omni",
     "build_af3",
     "build_af3_think_adapter",
+    "build_text_lm",
     "text_config_sizes",
 ]
 
@@ -138,6 +141,12 @@ TOKENIZER_KINDS: Dict[str, Dict[str, Any]] = {
         "pad": "<|endoftext|>",
         "eos": "<|im_end|>",
         "named": {"audio_token": "<sound>"},
+    },
+    "qwen2.5": {
+        "specials": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        "pad": "<|endoftext|>",
+        "eos": "<|im_end|>",
+        "named": {},
     },
 }
 
@@ -207,6 +216,14 @@ _AF3_TOKENIZER_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
+#: ChatML chat template of the Qwen2.5 instruct checkpoints (without tool calls).
+TEXT_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 _MEL_BINS = 128
 
 
@@ -221,7 +238,7 @@ def build_tokenizer(kind: str) -> Any:
     The result is identical on every call.
 
     Args:
-        kind: one of ``"qwen2-audio"``, ``"qwen2.5-omni"``, ``"af3"``.
+        kind: one of ``"qwen2-audio"``, ``"qwen2.5-omni"``, ``"af3"``, ``"qwen2.5"`` (text only).
 
     Returns:
         A ``transformers.Qwen2Tokenizer`` with pad ``<|endoftext|>`` and eos ``<|im_end|>``.
@@ -784,3 +801,42 @@ def build_af3_think_adapter(folder: Pathlike, seed: int = 1, rank: int = 4) -> P
     torch.save(projector, think / "non_lora_trainables.bin")
     logger.info("saved tiny AF-Think adapter to %s", think)
     return think
+
+
+def build_text_lm(folder: Pathlike, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
+    """Save a tiny text-only ``Qwen2ForCausalLM`` + tokenizer like ``Qwen/Qwen2.5-0.5B-Instruct``.
+
+    Files: config.json, generation_config.json (greedy; stops at ``<|im_end|>`` or
+    ``<|endoftext|>``), model.safetensors and the tokenizer files with the ChatML chat
+    template :data:`TEXT_CHAT_TEMPLATE`. Loads with ``AutoTokenizer`` /
+    ``AutoModelForCausalLM.from_pretrained(folder)``.
+
+    Args:
+        folder: output folder (created; existing files are overwritten).
+        hidden_size: hidden size (see :func:`text_config_sizes`).
+        num_layers: decoder layers.
+        seed: torch seed for the random weights.
+
+    Returns:
+        ``Path(folder)``.
+
+    Example:
+        >>> from transformers import AutoModelForCausalLM
+        >>> path = build_text_lm(tmp_path / "text-lm")  # doctest: +SKIP
+        >>> model = AutoModelForCausalLM.from_pretrained(path)  # doctest: +SKIP
+    """
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    path = _prepare_folder(folder)
+    tok = build_tokenizer("qwen2.5")
+    tok.chat_template = TEXT_CHAT_TEMPLATE
+    config = Qwen2Config(**_qwen2_text_kwargs(tok, hidden_size, num_layers, 32768, 1000000.0),
+                         bos_token_id=None, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config = _generation_config(tok)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    logger.info("saved tiny Qwen2 text LM (%d parameters) to %s", model.num_parameters(), path)
+    return path
