@@ -11,7 +11,9 @@
   whose condition does not parse (e.g. the earlier scripts' ``mask_p20``) are left out, with
   a warning naming them.
 * :func:`plot_consistency_vs_kept` - answer consistency against the share of the reasoning
-  kept (truncation / filler interventions), one line per label, CI as a band.
+  kept (truncation / filler interventions), one line per label, CI as a band;
+  :func:`plot_consistency_per_model` draws one such plot per model and dataset from
+  :func:`toolkit.faithfulness.consistency_curves`.
 
 Every function returns what it drew (:class:`Curve`: x, y and band in percent, as plotted)
 so callers and tests can check the numbers, and the files it wrote.
@@ -25,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
@@ -261,7 +264,8 @@ def _parses(condition: Any) -> bool:
 
 
 def plot_consistency_vs_kept(points: Sequence[Sequence[Any]], out_dir: Pathlike, stage: str = "score",
-                             params: Optional[Mapping[str, Any]] = None) -> Figure:
+                             params: Optional[Mapping[str, Any]] = None, stem: str = "consistency_vs_kept",
+                             title: str = "consistency vs reasoning kept") -> Figure:
     """Answer consistency against the share of reasoning kept (``consistency_vs_kept``).
 
     Args:
@@ -270,6 +274,8 @@ def plot_consistency_vs_kept(points: Sequence[Sequence[Any]], out_dir: Pathlike,
         out_dir: folder to write into (created).
         stage: the stage named in the sidecars.
         params: extra parameters recorded in the sidecars.
+        stem: file name without extension (e.g. one per model and dataset).
+        title: plot title.
 
     Returns:
         The files and one :class:`Curve` per label (x = % kept, y = consistency %).
@@ -290,5 +296,42 @@ def plot_consistency_vs_kept(points: Sequence[Sequence[Any]], out_dir: Pathlike,
         pts = sorted(lines[label], key=lambda p: p.share_kept)
         curves.append(Curve(label=label, x=[100 * p.share_kept for p in pts], y=[100 * p.consistency for p in pts],
                             low=[100 * p.low for p in pts], high=[100 * p.high for p in pts]))
-    fig = _draw_lines(curves, "reasoning kept (%)", "answer consistency (%), 95% CI", "consistency vs reasoning kept")
-    return Figure(_save(fig, out_dir, "consistency_vs_kept", stage, params), curves)
+    fig = _draw_lines(curves, "reasoning kept (%)", "answer consistency (%), 95% CI", title)
+    return Figure(_save(fig, out_dir, stem, stage, params), curves)
+
+
+def plot_consistency_per_model(points: Sequence[Any], out_dir: Pathlike, stage: str = "score",
+                               params: Optional[Mapping[str, Any]] = None) -> List[Figure]:
+    """One ``consistency_vs_kept_<model>_<dataset>`` plot per model and dataset.
+
+    One line per intervention and filler position (plus audio condition and placement when
+    they vary within the plot); the Wilson 95% CI of each point as a band.
+
+    Args:
+        points: :class:`toolkit.faithfulness.CurvePoint` records.
+        out_dir: folder to write into (created).
+        stage: the stage named in the sidecars.
+        params: extra parameters recorded in the sidecars.
+
+    Returns:
+        The figures, sorted by model and dataset.
+
+    Raises:
+        InputError: no points.
+    """
+    if not points:
+        raise InputError("no consistency points to plot")
+    by_plot: Dict[Tuple[str, str], List[Any]] = {}
+    for p in points:
+        by_plot.setdefault((_label([p.keys.get("model")]), _label([p.keys.get("dataset")])), []).append(p)
+    figures = []
+    for (model, dataset), pts in sorted(by_plot.items()):
+        varying = [k for k in ("condition", "placement") if len({p.keys.get(k) for p in pts}) > 1]
+        kept = [KeptPoint(_label([p.intervention] + ([p.position] if p.position else [])
+                                 + [p.keys.get(k) for k in varying]),
+                          p.share_kept, p.consistency, p.consistency_low, p.consistency_high) for p in pts]
+        stem = re.sub(r"[^\w.-]+", "_", f"consistency_vs_kept_{model}_{dataset}")
+        figures.append(plot_consistency_vs_kept(kept, out_dir, stage, {**dict(params or {}), "model": model,
+                                                                       "dataset": dataset},
+                                                stem=stem, title=f"consistency vs reasoning kept: {model} / {dataset}"))
+    return figures

@@ -9,6 +9,12 @@ A table holds one kind of group: :class:`~toolkit.score.GroupScore` (multiple ch
 as two tables: markdown, two tables under ``### accuracy`` and ``### WER`` headings; JSON,
 an object ``{"accuracy": [...], "wer": [...]}``; CSV, which holds one table, is refused.
 
+Faithfulness tables (:mod:`toolkit.faithfulness`, several kinds of record with their own
+columns) are rendered by :func:`render_sections`: markdown, one table per kind under a
+``### <name>`` heading; JSON, an object ``{name: [rows]}``; CSV, one long table with a
+leading ``table`` column and the union of the columns (empty where a kind has none). The
+AOC and the share kept keep 4 decimals (proportions, not percentages).
+
 Example:
     >>> render([], "json")
     '[]\\n'
@@ -20,17 +26,24 @@ import csv
 import io
 import json
 import math
-from typing import Any, Callable, Dict, List, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Union
 
 from toolkit.errors import InputError
 from toolkit.score import GroupScore, WerGroup
 
 FORMATS = ("markdown", "csv", "json")
 
-_PERCENT = ("acc", "acc_low", "acc_high", "acc_answered", "official_acc", "consistency", "flip_rate", "wer")
-_POINTS = ("delta_pts", "delta_low_pts", "delta_high_pts")
-_FOUR = ("mcnemar_p", "mcnemar_p_holm", "kappa")
-_BASELINE = ("paired",) + _POINTS + ("mcnemar_b01", "mcnemar_b10", "mcnemar_p", "mcnemar_p_holm",
+_PERCENT = ("acc", "acc_low", "acc_high", "acc_answered", "official_acc", "consistency", "flip_rate", "wer",
+            # faithfulness tables (toolkit.faithfulness)
+            "changed_share", "changed_low", "changed_high", "acc_before", "acc_after", "consistency_low",
+            "consistency_high", "follow_share", "follow_low", "follow_high", "baseline_on_hint", "acc_hint",
+            "acc_hint_low", "acc_hint_high", "acc_baseline", "max_share", "acc_clean", "acc_correct", "acc_wrong")
+_DELTA = ("delta_pts", "delta_low_pts", "delta_high_pts")
+_POINTS = _DELTA + ("delta_correct_pts", "delta_correct_low_pts", "delta_correct_high_pts", "delta_wrong_pts",
+                    "delta_wrong_low_pts", "delta_wrong_high_pts")
+_FOUR = ("mcnemar_p", "mcnemar_p_holm", "kappa", "aoc", "aoc_low", "aoc_high", "chi2_p", "p_correct",
+         "p_correct_holm", "p_wrong", "p_wrong_holm", "share_kept")
+_BASELINE = ("paired",) + _DELTA + ("mcnemar_b01", "mcnemar_b10", "mcnemar_p", "mcnemar_p_holm",
                                      "consistency", "flip_rate", "kappa")
 _WER = ("items", "errors", "ref_words", "hits", "substitutions", "deletions", "insertions", "wer")
 
@@ -149,3 +162,47 @@ def render_tables(accuracy: Sequence[GroupScore], wer: Sequence[WerGroup], fmt: 
         return json.dumps({"accuracy": _json_rows(accuracy), "wer": _json_rows(wer)},
                           indent=2, ensure_ascii=False) + "\n"
     return f"### accuracy\n\n{render(accuracy, fmt)}\n### WER\n\n{render(wer, fmt)}"
+
+
+def _record_columns(records: Sequence[Any]) -> List[str]:
+    return list(records[0].to_dict()) if records else []
+
+
+def _record_markdown(records: Sequence[Any]) -> str:
+    cols = _record_columns(records)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(format_value(c, r.to_dict()[c]) for c in cols) + " |" for r in records]
+    return "\n".join(lines) + "\n"
+
+
+def render_sections(sections: Mapping[str, Sequence[Any]], fmt: str = "markdown") -> str:
+    """Several tables of records with ``to_dict()`` (e.g. the faithfulness tables) as text.
+
+    Args:
+        sections: table name -> its records (one kind of record per table, same columns).
+        fmt: ``markdown``, ``csv`` or ``json`` (see the module docstring).
+
+    Returns:
+        The text, ending with a newline.
+
+    Raises:
+        InputError: an unknown format.
+    """
+    if fmt not in _RENDERERS:
+        raise InputError(f"unknown format {fmt!r}; valid: {list(FORMATS)}")
+    if fmt == "json":
+        return json.dumps({name: [{c: _json_value(v) for c, v in r.to_dict().items()} for r in records]
+                           for name, records in sections.items()}, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "markdown":
+        return "\n".join(f"### {name}\n\n{_record_markdown(records)}" for name, records in sections.items())
+    columns: List[str] = ["table"]
+    for records in sections.values():
+        columns += [c for c in _record_columns(records) if c not in columns]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for name, records in sections.items():
+        for r in records:
+            d = {"table": name, **r.to_dict()}
+            writer.writerow([format_value(c, d[c]) if c in d else "" for c in columns])
+    return buf.getvalue()

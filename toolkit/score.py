@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -38,7 +38,7 @@ from toolkit.results import SEED, read_results, seed_mode_from_name, seed_to_too
 
 log = logging.getLogger("toolkit.score")
 
-GROUP_KEYS = ("dataset", "subset", "hop", "condition", "mode", "model", "run")
+GROUP_KEYS = ("dataset", "subset", "hop", "condition", "mode", "model", "run", "variant")
 DEFAULT_BY = ("condition", "mode")
 BOOTSTRAP_RESAMPLES = 10000
 
@@ -59,6 +59,8 @@ class Scored:
         raw_output: the model's output text (None when absent).
         item: the manifest item, when a manifest was given.
         error: the row's error message (None when the item ran).
+        data: the row as read (``bin/condition`` rows keep their ``intervention``,
+            ``baseline_pred`` ... here for :mod:`toolkit.faithfulness`).
     """
 
     id: str
@@ -70,6 +72,7 @@ class Scored:
     raw_output: Optional[str]
     item: Optional[Item] = None
     error: Optional[str] = None
+    data: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,12 +158,21 @@ def load_scored(paths: Sequence[Pathlike], items: Optional[Mapping[str, Item]] =
                 item = items.get(row.id)
                 if item is None:
                     raise InputError(f"id {row.id!r} is not in the manifest", row.path, row.line, row.id)
-            out.append(_scored(d, item))
+            out.append(scored_from_row(d, item))
         log.info("%s: %d %s rows", path, len(rows), fmt)
     return out
 
 
-def _scored(d: Dict[str, Any], item: Optional[Item]) -> Scored:
+def scored_from_row(d: Dict[str, Any], item: Optional[Item] = None) -> Scored:
+    """One toolkit row (a decoded dict) as a :class:`Scored` record.
+
+    Args:
+        d: the row; ``variant`` is a grouping key (``bin/condition`` rows; None otherwise).
+        item: its manifest item, or None (then the row's own ``correct`` is used).
+
+    Returns:
+        The record, keeping ``d`` as its ``data``.
+    """
     pred = d.get("pred")
     run = d.get("run")
     run = 0 if run is None else run
@@ -176,11 +188,24 @@ def _scored(d: Dict[str, Any], item: Optional[Item]) -> Scored:
         correct = bool(d.get("correct"))
     missed = d.get("mode") == "reasoning" and not d.get("reasoning")
     return Scored(id=d["id"], run=run, keys=keys, pred=pred, correct=correct, missed_reasoning=missed,
-                  raw_output=d.get("raw_output"), item=item, error=d.get("error"))
+                  raw_output=d.get("raw_output"), item=item, error=d.get("error"), data=d)
 
 
 def _group_key(row: Scored, by: Sequence[str]) -> Tuple[Any, ...]:
-    return tuple(row.keys[k] for k in by)
+    return tuple(row.keys.get(k) for k in by)
+
+
+def default_by(rows: Sequence[Scored]) -> Tuple[str, ...]:
+    """:data:`DEFAULT_BY`, plus ``variant`` when some row carries one (``bin/condition`` rows).
+
+    Args:
+        rows: the records to score.
+
+    Returns:
+        The grouping keys: the rows of one intervention variant (``k=2``, ``random-0.25``,
+        ``hint=wrong`` ...) form a group of their own instead of being pooled.
+    """
+    return DEFAULT_BY + (("variant",) if any(r.keys.get("variant") for r in rows) else ())
 
 
 def _sort_key(key: Tuple[Any, ...]) -> Tuple[Tuple[bool, str], ...]:
@@ -260,7 +285,7 @@ def score_groups(rows: Sequence[Scored], by: Sequence[str] = DEFAULT_BY,
 def _baseline_index(rows: Sequence[Scored], baseline: Sequence[Scored], by: Sequence[str]
                     ) -> Tuple[Tuple[str, ...], Dict[Tuple[Any, ...], Scored]]:
     """The grouping keys both sets share values on, and the baseline by (shared values, id, run)."""
-    shared = tuple(k for k in by if k != "run" and {r.keys[k] for r in rows} == {r.keys[k] for r in baseline})
+    shared = tuple(k for k in by if k != "run" and {r.keys.get(k) for r in rows} == {r.keys.get(k) for r in baseline})
     differing = [k for k in by if k != "run" and k not in shared]
     log.info("baseline paired by id and run%s%s", f", matching {', '.join(shared)}" if shared else "",
              f" (differing: {', '.join(differing)})" if differing else "")

@@ -6,11 +6,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Optional, Sequence
 
 from toolkit.cli.common import EXIT_OK, add_common_args, run_cli
 from toolkit.errors import InputError
 from toolkit.manifest import Item
+
+if TYPE_CHECKING:
+    from toolkit.score import Scored
 
 log = logging.getLogger("toolkit.score")
 
@@ -37,12 +40,22 @@ EPILOG = """examples:
   # accuracy curves over mask ratio and SNR (one line per model, dataset and mode)
   bin/score runs/*.jsonl --manifest manifests/sakura.jsonl --by mode --plots plots/
 
+  # faithfulness tables of bin/condition rows (and inject-* audio conditions against clean),
+  # consistency vs reasoning kept plotted per model and dataset
+  bin/score runs/own.jsonl runs/truncate.jsonl runs/suggested.jsonl --manifest m.jsonl \
+      --faithfulness --plots plots/
+
 Accuracy counts nulls as wrong (also shown over answered items) with a Wilson 95% CI;
 against a baseline: delta in points with a paired bootstrap 95% CI (10k resamples, seed 0),
 exact McNemar p (Holm-corrected across groups), answer consistency, flip rate, Cohen's kappa.
 Rows of ASR items (needs --manifest) get a WER table instead: Whisper English normalisation,
 corpus WER = (S + D + I) / reference words per group; a row with an error counts as the
 deletion of its whole reference. Both kinds in one input: two tables (markdown, JSON), not CSV.
+bin/condition rows are grouped by variant too (default --by condition,mode,variant).
+--faithfulness prints the faithfulness tables instead (sanity: changed predictions of own;
+consistency and AOC of truncate/filler with a bootstrap CI over items; suggested; shuffle
+and chosen positions; injection: inject-correct/inject-wrong conditions against clean),
+markdown under ### headings, JSON as {table: rows}, CSV as one long table with a table column.
 The table goes to stdout, or to --out (atomically, with a sidecar <out>.meta.json); every
 plot and export file gets a sidecar too.
 Exit codes: 0 written, 2 bad input.
@@ -53,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``bin/score`` argument parser."""
     from toolkit.official import BENCHMARKS
     from toolkit.report import FORMATS
-    from toolkit.score import DEFAULT_BY, GROUP_KEYS
+    from toolkit.score import BOOTSTRAP_RESAMPLES, DEFAULT_BY, GROUP_KEYS
 
     p = argparse.ArgumentParser(prog="score", description=__doc__.strip().split(": ", 1)[1], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="result files (JSONL, toolkit or earlier-scripts rows)")
     p.add_argument("--manifest", type=Path,
                    help="manifest (toolkit or earlier scripts'): dataset/subset/hop and the gold answers")
-    p.add_argument("--by", default=",".join(DEFAULT_BY),
-                   help=f"comma-separated grouping keys from {','.join(GROUP_KEYS)} (default: %(default)s)")
+    p.add_argument("--by",
+                   help=f"comma-separated grouping keys from {','.join(GROUP_KEYS)} (default: {','.join(DEFAULT_BY)}, "
+                        "plus variant for bin/condition rows)")
     p.add_argument("--baseline", nargs="+", type=Path, metavar="RESULTS", help="baseline result files to compare with")
     p.add_argument("--format", choices=FORMATS, default="markdown", help="table format (default: %(default)s)")
     p.add_argument("--out", type=Path, help="write the table here (atomically, with a sidecar) instead of stdout")
@@ -77,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "sakura: a folder of judge input files")
     p.add_argument("--per-item", type=Path, metavar="FILE",
                    help="write the WER of every ASR row (JSONL: keys, normalised texts, S/D/I, hits, wer)")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="print the faithfulness tables of bin/condition rows and of inject-* conditions instead of "
+                        "the accuracy table; --plots then draws consistency vs reasoning kept per model and dataset")
+    p.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES,
+                   help="bootstrap resamples of the AOC intervals (default: %(default)s)")
     add_common_args(p)
     return p
 
@@ -86,11 +105,13 @@ def _run(args: argparse.Namespace) -> int:
     from toolkit.cli.repair import load_items
     from toolkit.official import official_correct, write_export, write_sakura_judge
     from toolkit.plots import curve_keys, plot_accuracy, plot_curves
+    from toolkit.faithfulness import has_interventions
     from toolkit.report import render_tables
-    from toolkit.score import asr_item_wers, check_by, load_scored, score_groups, score_wer_groups, split_asr
+    from toolkit.score import (asr_item_wers, check_by, default_by, load_scored, score_groups, score_wer_groups,
+                               split_asr)
     from toolkit.sidecar import write_sidecar
 
-    by = check_by([k.strip() for k in args.by.split(",") if k.strip()])
+    by = check_by([k.strip() for k in args.by.split(",") if k.strip()]) if args.by is not None else None
     if args.export and not args.official:
         raise InputError("--export needs --official mmau|mmar|sakura")
     if args.official and not args.manifest:
@@ -104,6 +125,11 @@ def _run(args: argparse.Namespace) -> int:
     rows, asr_rows = split_asr(load_scored(args.results, items))
     if not rows and not asr_rows:
         raise InputError("no result rows to score")
+    if args.faithfulness:
+        return _faithfulness(args, rows)
+    by = by or default_by(rows)
+    if has_interventions(rows):
+        log.info("bin/condition rows: grouped by %s; --faithfulness gives the faithfulness tables", ",".join(by))
     provenance = dict(results=[str(p) for p in args.results],
                       manifest=None if args.manifest is None else str(args.manifest), by=list(by),
                       baseline=None if args.baseline is None else [str(p) for p in args.baseline],
@@ -143,6 +169,42 @@ def _run(args: argparse.Namespace) -> int:
             write_sidecar(path, "score", export=args.official, **provenance)
         log.info("%s: %d rows in the official %s format (%d files)", args.export, len(rows), args.official,
                  len(paths))
+    return EXIT_OK
+
+
+def _faithfulness(args: argparse.Namespace, rows: Sequence[Scored]) -> int:
+    """``--faithfulness``: the faithfulness tables (and consistency plots) of the loaded records."""
+    from toolkit.atomic import atomic_write_text
+    from toolkit.faithfulness import faithfulness_tables
+    from toolkit.plots import plot_consistency_per_model
+    from toolkit.report import render_sections
+    from toolkit.sidecar import write_sidecar
+
+    given = {"--by": args.by is not None, "--baseline": args.baseline, "--official": args.official,
+             "--per-item": args.per_item}
+    clash = [flag for flag, value in given.items() if value]
+    if clash:
+        raise InputError(f"--faithfulness does not take {', '.join(clash)}: its tables are grouped by model, dataset, "
+                         "condition and placement, against the baseline each bin/condition row names")
+    if args.resamples < 1:
+        raise InputError(f"--resamples must be >= 1, got {args.resamples}")
+    tables = faithfulness_tables(rows, n_resamples=args.resamples)
+    if not tables:
+        raise InputError("--faithfulness: no bin/condition rows and no inject-correct/inject-wrong conditions")
+    provenance = dict(results=[str(p) for p in args.results],
+                      manifest=None if args.manifest is None else str(args.manifest), faithfulness=True,
+                      resamples=args.resamples)
+    text = render_sections(tables, args.format)
+    if args.out:
+        atomic_write_text(args.out, text)
+        write_sidecar(args.out, "score", format=args.format, **provenance)
+        log.info("%s: faithfulness tables %s written", args.out, ", ".join(tables))
+    else:
+        sys.stdout.write(text)
+    if args.plots:
+        if "consistency" not in tables:
+            raise InputError("--plots with --faithfulness: no truncate or filler rows to plot")
+        plot_consistency_per_model(tables["consistency"], args.plots, params=provenance)
     return EXIT_OK
 
 
