@@ -296,6 +296,9 @@ hints: {{folder: {hints}}}
     assert sum(r["prediction_changed"] for r in truncate if r["variant"] == "k=0") > 0
     injected = [r for r in rows if r["mode"] == "reasoning" and r["condition"] == "inject-wrong-snr0"]
     assert len(injected) == 9 and not any(r["error"] for r in injected)
+    tables = json.loads((run_dir / "faithfulness.json").read_text())
+    sanity = [t for t in tables["sanity"] if t["condition"] == "clean"]
+    assert len(sanity) == 1 and sanity[0]["changed"] == 0 and sanity[0]["n"] == 9
 
     # lose one intervention shard: --resume reruns only that task, without reloading what is done
     lost = run_dir / "sim" / "demo" / "clean" / "conditioned_truncate" / "shard-00001-of-00002.jsonl"

@@ -165,8 +165,10 @@ def merge_job(run_dir: str) -> Dict[str, Any]:
     return {"outputs": [str(p) for p in report.outputs], "rows": report.rows, "missing": report.missing}
 
 
-def score_job(run_dir: str, by: Sequence[str]) -> List[str]:
-    """The score job: ``bin/score`` on the merged results, as markdown, CSV and JSON plus plots.
+def score_job(run_dir: str, by: Sequence[str], faithfulness: bool = False) -> List[str]:
+    """The score job: ``bin/score`` on the merged results, as markdown, CSV and JSON plus plots;
+    with ``faithfulness`` (a sweep with interventions or spoken hints) also the faithfulness
+    tables (``faithfulness.md``, ``faithfulness.json``) and their plots.
 
     Returns:
         The files written.
@@ -178,11 +180,13 @@ def score_job(run_dir: str, by: Sequence[str]) -> List[str]:
 
     root = Path(run_dir)
     written = []
-    for fmt, name in (("markdown", "score.md"), ("csv", "score.csv"), ("json", "score.json")):
-        argv = [str(root / "results.jsonl"), "--by", ",".join(by), "--format", fmt, "--out", str(root / name),
-                "--quiet"]
-        if fmt == "markdown":
-            argv += ["--plots", str(root / "plots")]
+    runs = [("markdown", "score.md", ["--by", ",".join(by), "--plots", str(root / "plots")]),
+            ("csv", "score.csv", ["--by", ",".join(by)]), ("json", "score.json", ["--by", ",".join(by)])]
+    if faithfulness:
+        runs += [("markdown", "faithfulness.md", ["--faithfulness", "--plots", str(root / "plots")]),
+                 ("json", "faithfulness.json", ["--faithfulness"])]
+    for fmt, name, extra in runs:
+        argv = [str(root / "results.jsonl"), *extra, "--format", fmt, "--out", str(root / name), "--quiet"]
         code = score_main(argv)
         if code != 0:
             raise RuntimeError(f"bin/score {' '.join(argv)} exited with {code}")
@@ -338,7 +342,9 @@ class Launch:
                                       task_refs, require_success=False)
         submission["jobs"].append(_job_entry(merge, "merge"))
         self._save()
-        score = executor.submit_after(functools.partial(score_job, run_dir, list(sweep.score_by)), "score",
+        faithfulness = bool(sweep.interventions) or any(c.startswith("inject-") for c in sweep.conditions)
+        score = executor.submit_after(functools.partial(score_job, run_dir, list(sweep.score_by), faithfulness),
+                                      "score",
                                       submitit_parameters(settings, account, setup, f"{sweep.experiment}-score"),
                                       [merge], require_success=True)
         submission["jobs"].append(_job_entry(score, "score"))
