@@ -1,4 +1,5 @@
-"""``bin/prepare``: a source format (SAKURA, MMAU, MMAR, earlier scripts' manifests) -> one manifest."""
+"""``bin/prepare``: a source format (SAKURA, MMAU, MMAR, LibriSpeech, MMLU, timbre range, earlier scripts'
+manifests) -> one manifest."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ examples:
   # an earlier scripts' manifest as it is; {DATA_ROOT} becomes the absolute --data-root
   prepare seed --src old/mmau_manifest.jsonl --data-root /data/mmau --out manifests/mmau-seed.jsonl
 
+  # LibriSpeech dev-clean for ASR (task asr, reference transcripts); audio under LibriSpeech/
+  prepare librispeech --src LibriSpeech --split dev-clean --out manifests/librispeech-dev-clean.jsonl
+
+  # MMLU test questions spoken by espeak-ng (written to manifests/mmlu-speech/) + their text twins
+  prepare mmlu --src mmlu --speak espeak --subjects abstract_algebra,anatomy --per-subject 20 \\
+      --data-root manifests/mmlu-speech --out manifests/mmlu.jsonl
+  # ... or spoken by another TTS: <DIR>/mmlu_<subject>_<n>.wav says the audio item's meta.spoken_text
+  prepare mmlu --src mmlu --speak my-tts/ --out manifests/mmlu-mytts.jsonl
+
+  # timbre range (3 classes): a label CSV (audio,label[,split]) or narrow/ moderate/ wide/ folders
+  prepare timbre --src timbre_range/labels.csv --split test --out manifests/timbre.jsonl
+
 audio check (--check-audio): "auto" requires every file once any exists and accepts a
 metadata-only manifest when none does; "yes" requires every file; "no" skips. Readable
 files get meta.duration/sample_rate/channels. Exit codes: 0 ok, 2 bad input or audio
@@ -44,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     add_common_args(common)
     common.add_argument("--out", required=True, help="manifest to write (JSONL; a .meta.json sidecar goes beside it)")
-    common.add_argument("--data-root", help="folder relative audio paths are resolved against "
-                        "(default: the SAKURA folder, or the folder of the MMAU/MMAR/seed file)")
+    common.add_argument("--data-root", help="folder relative audio paths are resolved against (default: the "
+                        "SAKURA/LibriSpeech/timbre folder, or the folder of the MMAU/MMAR/seed file/timbre CSV; "
+                        "mmlu --speak espeak: where speech is written, default <out stem>-speech/ beside --out)")
     common.add_argument("--check-audio", choices=("auto", "yes", "no"), default="auto",
                         help="audio existence check (default: %(default)s)")
     common.add_argument("--allow-missing-audio", action="store_true",
@@ -71,12 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-mismatch", choices=("error", "letter", "text"), default="error",
                    help="when answer text and true_letter disagree: fail, keep the letter, or follow the text "
                         "(default: %(default)s)")
+    p = sub.add_parser("librispeech", parents=[common], help="LibriSpeech split (ASR items with references)")
+    p.add_argument("--src", required=True, help="LibriSpeech folder holding <split>/ (or the split folder)")
+    p.add_argument("--split", required=True, help="dev-clean, dev-other, test-clean, test-other, train-clean-100 ...")
+    p = sub.add_parser("mmlu", parents=[common], help="MMLU questions spoken + their text-only twins")
+    p.add_argument("--src", required=True, help="cais/mmlu folder (<subject>/<split>-*.parquet, or CSV) or one file")
+    p.add_argument("--speak", required=True, metavar="espeak|DIR",
+                   help="synthesise the spoken questions with espeak-ng, or take DIR/mmlu_<subject>_<n>.wav "
+                        "(.flac/.mp3/.ogg) made with another TTS")
+    p.add_argument("--split", default="test", help="split whose files are read (default: %(default)s)")
+    p.add_argument("--subjects", help="comma-separated subjects (default: all)")
+    p.add_argument("--per-subject", type=int, metavar="N", help="first N questions of each subject (default: all)")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice (default: %(default)s)")
+    p.add_argument("--rate", type=int, default=160, help="espeak-ng words per minute (default: %(default)s)")
+    p = sub.add_parser("timbre", parents=[common], help="ccmusic timbre_range 'range': narrow/moderate/wide")
+    p.add_argument("--src", required=True, help="label CSV (audio,label[,split][,id]) or folder of class folders")
+    p.add_argument("--split", help="keep one split (CSV split column or <src>/<split>/ folder)")
     return parser
 
 
 def _prepare_items(args: argparse.Namespace) -> tuple[list, Path]:
     """Run the source's ``prepare_<source>``; returns the items and the audio data root."""
-    from toolkit.data import mmar, mmau, sakura, seed_legacy
+    from toolkit.data import librispeech, mmar, mmau, sakura, seed_legacy, timbre
 
     src = Path(args.src)
     if args.source == "sakura":
@@ -88,8 +118,32 @@ def _prepare_items(args: argparse.Namespace) -> tuple[list, Path]:
         items = seed_legacy.prepare_seed(src, data_root=root, dataset=args.dataset, subset=args.subset,
                                          on_mismatch=args.on_mismatch)
         return items, root or src.parent
+    if args.source == "librispeech":
+        items = librispeech.prepare_librispeech(src, args.split)
+        return items, Path(args.data_root) if args.data_root else librispeech.find_split_folder(src, args.split).parent
+    if args.source == "mmlu":
+        return _prepare_mmlu(args, src)
+    if args.source == "timbre":
+        items = timbre.prepare_timbre(src, split=args.split)
+        return items, Path(args.data_root) if args.data_root else src if src.is_dir() else src.parent
     prepare: Callable[[Path], list] = mmau.prepare_mmau if args.source == "mmau" else mmar.prepare_mmar
     return prepare(src), Path(args.data_root) if args.data_root else src.parent
+
+
+def _prepare_mmlu(args: argparse.Namespace, src: Path) -> tuple[list, Path]:
+    """``prepare_mmlu`` with the speech folder as the data root (see ``--data-root``)."""
+    from toolkit.data.mmlu_speech import ESPEAK, prepare_mmlu
+
+    espeak = args.speak == ESPEAK
+    if espeak:
+        out = Path(args.out)
+        speech_dir = Path(args.data_root) if args.data_root else out.with_name(f"{out.stem}-speech")
+    else:
+        speech_dir = args.data_root  # None, or the --speak folder itself
+    subjects = [s.strip() for s in args.subjects.split(",") if s.strip()] if args.subjects else None
+    items = prepare_mmlu(src, args.speak, speech_dir=speech_dir, split=args.split, subjects=subjects,
+                         per_subject=args.per_subject, voice=args.voice, rate=args.rate)
+    return items, Path(speech_dir if espeak else args.speak)
 
 
 def _report_problems(problems: list, total: int) -> None:

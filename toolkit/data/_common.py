@@ -1,11 +1,12 @@
-"""Helpers shared by the source adapters: option/answer parsing, JSON loading, field checks."""
+"""Helpers shared by the source adapters: option/answer parsing, JSON and CSV loading, field checks."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from toolkit.errors import InputError, Pathlike
 from toolkit.jsonl import iter_jsonl_objects
@@ -171,3 +172,33 @@ def load_jsonl(path: Pathlike) -> list[tuple[int, dict]]:
         InputError: malformed JSON or a line that is not an object, naming the line.
     """
     return list(iter_jsonl_objects(path))
+
+
+def iter_csv_rows(path: Pathlike) -> Iterator[tuple[int, list[str]]]:
+    """The rows of a CSV file with the line each starts on (quoted fields may span lines).
+
+    A UTF-8 byte-order mark is dropped; blank lines are skipped.
+
+    Args:
+        path: the CSV file.
+
+    Yields:
+        ``(1-based line number, fields)`` pairs in file order, the header row included.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        InputError: malformed CSV (e.g. a NUL byte), naming the line.
+    """
+    with open(path, "r", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        start = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise InputError(f"malformed CSV: {exc}", path, start) from None
+            if row:
+                yield start, row
+            start = reader.line_num + 1

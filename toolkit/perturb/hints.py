@@ -184,16 +184,35 @@ class EspeakHints(HintBank):
         path = self.cache_path(text)
         if path.is_file():
             return load_audio(path)
+        x = self.synthesise(text)
+        save_audio(path, x, TARGET_SR, "float")  # atomic: concurrent workers write the same bytes
+        log.debug("synthesised %r into %s", text, path)
+        return x
+
+    def synthesise(self, text: str) -> np.ndarray:
+        """Speak any ``text`` with espeak-ng, without the cache (long texts that are written once).
+
+        Args:
+            text: what to say.
+
+        Returns:
+            (frames,) float32 at 16 kHz mono, the same samples for one text, voice, rate and
+            espeak-ng version.
+
+        Raises:
+            ConditionError: espeak-ng failed on this text or gave no audio.
+
+        Example:
+            >>> EspeakHints("/tmp/hints").synthesise("Which planet is largest?").dtype   # doctest: +SKIP
+            dtype('float32')
+        """
         command = [self.executable, "-v", self.voice, "-s", str(self.rate), "--stdin", "--stdout"]
         run = subprocess.run(command, input=text.encode("utf-8"), capture_output=True, check=False)
         if run.returncode != 0 or not run.stdout:
             message = run.stderr.decode("utf-8", "replace").strip()
             raise ConditionError(f"{ESPEAK} failed on {text!r} (exit {run.returncode}): {message}")
         samples, sample_rate = sf.read(io.BytesIO(run.stdout), dtype="float32", always_2d=False)
-        x = to_mono_16k(samples, sample_rate)
-        save_audio(path, x, TARGET_SR, "float")  # atomic: concurrent workers write the same bytes
-        log.debug("synthesised %r into %s", text, path)
-        return x
+        return to_mono_16k(samples, sample_rate)
 
     def describe(self) -> Dict[str, Any]:
         """Source, voice, rate and espeak-ng version."""
