@@ -11,6 +11,7 @@ import pytest
 from toolkit.errors import InputError
 from toolkit.manifest import Item, format_choices
 from toolkit.prompts import (MODES, PROMPTS, PromptTemplate, get_prompt, list_prompts, render_continuation,
+                             uses_choices,
                              render_user_text)
 
 QUESTION = "Which animal do you think is the most likely match for the sound?"
@@ -119,7 +120,8 @@ def test_every_template_renders_has_a_budget_and_no_chat_markup():
     for name, t in PROMPTS.items():
         assert t.mode in MODES and t.max_new_tokens >= 1 and t.description
         text = render_user_text(t, question="Q?", choices=["x", "y"])
-        assert "Q?" in text and "x" in text
+        if uses_choices(t):  # the ASR templates render neither question nor options
+            assert "Q?" in text and "x" in text
         assert not markup.search(text + (t.system or "") + (t.continuation or "")), name
 
 

@@ -264,7 +264,8 @@ class Runner:
         return [(unit, out, per_item) for unit, out in zip(units, outs)]
 
     def row(self, unit: WorkUnit, out: Optional[Generation], seconds: float) -> Dict[str, Any]:
-        """The result row of one unit."""
+        """The result row of one unit; for ``task: asr`` items ``raw_output`` is the transcript and
+        ``pred``/``pred_source``/``correct`` stay null (no answer extraction, no ``no_answer`` flag)."""
         item, cfg = unit.item, self.config
         row: Dict[str, Any] = {
             "id": item.id, "model": cfg.model_label or cfg.model, "condition": unit.condition, "mode": cfg.mode,
@@ -274,9 +275,11 @@ class Runner:
         }
         if out is not None:
             reasoning, _final = split_reasoning(out.text)
-            found = extract_answer(out.text, item.choices or [])
             row.update(raw_output=out.text, reasoning=reasoning if cfg.mode == "reasoning" else "",
-                       pred=found.pred, pred_source=found.source, n_new_tokens=out.n_new_tokens)
+                       n_new_tokens=out.n_new_tokens)
+        if out is not None and item.task != "asr":  # a transcript has no option: pred stays null, WER reads raw_output
+            found = extract_answer(out.text, item.choices or [])
+            row.update(pred=found.pred, pred_source=found.source)
             if found.reason:
                 unit.flags["no_answer"] = found.reason
             if item.answer is not None:

@@ -21,11 +21,24 @@ Conditioned templates (``mode == "conditioned"``) also have a ``continuation`` w
 puts it after the assistant header). ``user + continuation`` is the whole text the earlier
 scripts formed.
 
+Templates that use none of the option fields (the ASR ones) render for items without
+``choices``. ``asr-v1`` asks an audio LLM for a transcript; rows of ``task: asr`` items keep the
+output as the transcript (``bin/score`` computes WER). ``asr-whisper`` / ``asr-whisper-en`` are
+not words: the ``whisper`` backend takes no text prompt, and its template is Whisper's decoder
+prompt in Whisper's own token notation (the task, and the forced language when one is named;
+without one the language is detected per clip), so the row's ``prompt`` and the resume
+fingerprint record what was forced. A language is forced by a template naming its token
+(``asr-whisper-en``); add a template to force another one. ``text-mcq-v1`` is the text-only
+twin of ``direct-v1`` (items without audio, e.g. the MMLU questions of the degradation study),
+``timbre-v1`` asks for the class of a recording among its options (the timbre-range task:
+narrow, moderate or wide vocal range), answered with the letter like every other template so
+the answer cascade reads it.
+
 Default ``max_new_tokens`` per template: reasoning 512 (Qwen2.5-Omni's chains in the seed
 results are 60-250 words; 512 leaves room without letting a looping model run for
 minutes), direct 16 (a letter, maybe with the option text), conditioned 20 (the earlier
 scripts' setting), ``mmar-official`` 256 (it gives no format instruction, so models may
-explain before answering).
+explain before answering), ASR 256 (a 30 s LibriSpeech utterance is ~90 words, ~120 tokens).
 
 Example:
     >>> from toolkit.prompts import get_prompt, render_user_text
@@ -37,6 +50,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import string
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping, Optional, Sequence, Union
@@ -125,7 +139,35 @@ _TEMPLATES = (
         description="The MMAR benchmark's official prompt (options as bare text, one per line).",
         mode="direct", max_new_tokens=256,
         user="{question}\nSelect one option from the provided choices:\n{choices_lines}"),
+    PromptTemplate(
+        name="asr-v1",
+        description="Transcribe the speech (audio LLMs, task asr items): the transcript only, scored by WER.",
+        mode="direct", max_new_tokens=256,
+        user="Transcribe the speech in the audio. Reply with the transcript only, word for word."),
+    PromptTemplate(
+        name="asr-whisper",
+        description="The whisper backend's decoder prompt (no text prompt): transcribe, language detected per clip.",
+        mode="direct", max_new_tokens=256, user="<|transcribe|>"),
+    PromptTemplate(
+        name="asr-whisper-en",
+        description="The whisper backend's decoder prompt (no text prompt): transcribe, language forced to English.",
+        mode="direct", max_new_tokens=256, user="<|en|><|transcribe|>"),
+    PromptTemplate(
+        name="text-mcq-v1",
+        description="A text-only multiple-choice question (no audio, e.g. MMLU): answer with the letter only.",
+        mode="direct", max_new_tokens=16,
+        user=("Answer the following multiple-choice question.\n\n{question}\n\nOptions:\n{lettered_lines}\n\n"
+              "Answer with the letter of the correct option ({letters}) only.")),
+    PromptTemplate(
+        name="timbre-v1",
+        description="Timbre range: pick the recording's class among the listed options, answer with the letter only.",
+        mode="direct", max_new_tokens=16,
+        user=("Listen to the audio. {question}\n\nOptions:\n{lettered_lines}\n\nChoose the class that fits the "
+              "recording. Answer with the letter of the correct option ({letters}) only.")),
 )
+
+#: Fields that render the options; a template using none of them needs no ``choices``.
+_CHOICE_FIELDS = frozenset({"choices_str", "choices_lines", "lettered_lines", "letters"})
 
 #: All templates by name (read-only).
 PROMPTS: Mapping[str, PromptTemplate] = MappingProxyType({t.name: t for t in _TEMPLATES})
@@ -144,8 +186,8 @@ def list_prompts(mode: Optional[str] = None) -> list[str]:
         ValueError: ``mode`` is not a known mode.
 
     Example:
-        >>> list_prompts("direct")
-        ['direct-v1', 'mmar-official', 'seed-direct']
+        >>> list_prompts("conditioned")
+        ['conditioned-v1', 'seed-conditioned']
     """
     if mode is not None and mode not in MODES:
         raise ValueError(f"unknown prompt mode {mode!r}; valid modes: {', '.join(MODES)}")
@@ -176,6 +218,23 @@ def get_prompt(name: str) -> PromptTemplate:
         raise ValueError(f"unknown prompt template {name!r}.{hint} Valid names: {', '.join(list_prompts())}") from None
 
 
+def uses_choices(template: Union[PromptTemplate, str]) -> bool:
+    """Whether a template renders the options (and so needs an item with ``choices``).
+
+    Args:
+        template: a template or its name.
+
+    Returns:
+        True when its user text has an option field (``{lettered_lines}``, ``{letters}``...).
+
+    Example:
+        >>> uses_choices("direct-v1"), uses_choices("asr-v1")
+        (True, False)
+    """
+    tmpl = get_prompt(template) if isinstance(template, str) else template
+    return bool(_CHOICE_FIELDS & {f for _, f, _, _ in string.Formatter().parse(tmpl.user) if f})
+
+
 def _letters_phrase(n: int) -> str:
     letters = [letter(i) for i in range(n)]
     return letters[0] if n == 1 else f"{', '.join(letters[:-1])} or {letters[-1]}"
@@ -202,7 +261,8 @@ def render_user_text(
         The text, without chat markup.
 
     Raises:
-        InputError: no question, or fewer than 2 / more than 26 options (naming the item id).
+        InputError: no question, or fewer than 2 / more than 26 options for a template that
+            renders options (naming the item id).
         ValueError: unknown template name.
 
     Example:
@@ -216,6 +276,8 @@ def render_user_text(
         choices = item.choices if choices is None else choices
     if question is None:
         raise InputError(f"prompt {tmpl.name!r} needs a question", key=key)
+    if not uses_choices(tmpl):
+        return tmpl.user.format(question=question)
     if choices is None or not 2 <= len(choices) <= 26:
         got = "none" if choices is None else str(len(choices))
         raise InputError(f"prompt {tmpl.name!r} needs 2..26 choices, got {got}", key=key)

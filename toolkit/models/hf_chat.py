@@ -197,6 +197,14 @@ class HFChatBackend(Backend):
                 return index
         return len(ids)
 
+    def _generations(self, new: List[List[int]]) -> List[Generation]:
+        """Decode generated token ids (prompt removed), each up to its first stop token."""
+        gens = []
+        for ids in new:
+            n = self._n_tokens(ids)
+            gens.append(Generation(text=self.tokenizer.decode(ids[:n], skip_special_tokens=True), n_new_tokens=n))
+        return gens
+
     def _option_logprobs(self, first_step_logits: Any, request: Request) -> Dict[str, float]:
         import torch
 
@@ -222,12 +230,7 @@ class HFChatBackend(Backend):
         with torch.inference_mode():
             out = self.model.generate(**inputs, **settings.generate_kwargs(), pad_token_id=self.pad_id,
                                       return_dict_in_generate=True, output_logits=score_options)
-        new = out.sequences[:, prepared.prompt_length:].tolist()
-        gens = []
-        for ids in new:
-            n = self._n_tokens(ids)
-            text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
-            gens.append(Generation(text=text, n_new_tokens=n))
+        gens = self._generations(out.sequences[:, prepared.prompt_length:].tolist())
         if score_options:
             for row, gen in enumerate(gens):
                 gen.option_logprobs = self._option_logprobs(out.logits[0][row], prepared.requests[row])

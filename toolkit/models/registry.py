@@ -15,6 +15,7 @@ BACKEND_MODULES: Dict[str, str] = {
     "qwen2.5-omni": "toolkit.models.qwen25_omni",
     "af3": "toolkit.models.af3",
     "af3-think": "toolkit.models.af3",
+    "whisper": "toolkit.models.whisper",
 }
 
 _REGISTRY: Dict[str, Type[Backend]] = {}

@@ -840,3 +840,85 @@ def build_text_lm(folder: Pathlike, hidden_size: int = 64, num_layers: int = 2, 
     tok.save_pretrained(path)
     logger.info("saved tiny Qwen2 text LM (%d parameters) to %s", model.num_parameters(), path)
     return path
+
+
+#: Language codes of the tiny Whisper vocabulary (the first of the real ``<|en|>``, ``<|zh|>`` ... list).
+WHISPER_LANGUAGES: Tuple[str, ...] = ("en", "zh", "de", "es", "fr")
+
+
+def build_whisper(
+    folder: Pathlike,
+    d_model: int = 32,
+    num_layers: int = 2,
+    seed: int = 0,
+    languages: Tuple[str, ...] = WHISPER_LANGUAGES,
+) -> Path:
+    """Save a tiny multilingual ``WhisperForConditionalGeneration`` + ``WhisperProcessor`` like ``openai/whisper-large-v3``.
+
+    Files: config.json, generation_config.json (greedy; ``lang_to_id``, ``task_to_id``,
+    ``no_timestamps_token_id`` and ``is_multilingual`` as in the real checkpoints, so
+    ``generate(language="en", task="transcribe")`` forces them), model.safetensors, the
+    tokenizer files and processor_config.json (the ``WhisperFeatureExtractor``: 128 mel bins,
+    30 s windows, as large-v3). Weights are drawn with ``init_std=0.3``: at Whisper's default
+    0.02 a tiny random decoder emits the same tokens whatever the clip, which would make
+    batched-equals-single checks vacuous.
+    The tokenizer is ``WhisperTokenizer`` over the byte-level BPE of :func:`build_tokenizer`
+    (any text round-trips), followed by Whisper's special tokens in the real order:
+    ``<|endoftext|>`` (eos, pad), ``<|startoftranscript|>``, one ``<|xx|>`` per language,
+    ``<|translate|>``, ``<|transcribe|>``, ``<|startoflm|>``, ``<|startofprev|>``,
+    ``<|nospeech|>``, ``<|notimestamps|>``.
+
+    Args:
+        folder: output folder (created; existing files are overwritten).
+        d_model: encoder and decoder width (see :func:`_audio_encoder_sizes`).
+        num_layers: encoder and decoder layers.
+        seed: torch seed for the random weights.
+        languages: language codes with a token.
+
+    Returns:
+        ``Path(folder)``.
+
+    Example:
+        >>> from transformers import WhisperForConditionalGeneration, WhisperProcessor
+        >>> path = build_whisper(tmp_path / "whisper")  # doctest: +SKIP
+        >>> model = WhisperForConditionalGeneration.from_pretrained(path)  # doctest: +SKIP
+    """
+    import torch
+    from tokenizers import AddedToken
+    from transformers import (GenerationConfig, WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor,
+                              WhisperTokenizer)
+
+    path = _prepare_folder(folder)
+    vocab, merges = _train_bpe()
+    language_tokens = [f"<|{code}|>" for code in languages]
+    specials = ["<|endoftext|>", "<|startoftranscript|>", *language_tokens, "<|translate|>", "<|transcribe|>",
+                "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+    ids = {t: len(vocab) + i for i, t in enumerate(specials)}
+    tok = WhisperTokenizer(
+        vocab=vocab, merges=merges, unk_token="<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>", model_max_length=448,
+        added_tokens_decoder={i: AddedToken(t, special=True, normalized=False) for t, i in ids.items()},
+    )
+    if {t: tok.convert_tokens_to_ids(t) for t in specials} != ids:  # pragma: no cover - transformers change
+        raise RuntimeError("Whisper special token ids differ from the intended ones")
+    eot, start = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
+    enc = _audio_encoder_sizes(d_model, num_layers)
+    config = WhisperConfig(
+        vocab_size=len(tok), num_mel_bins=_MEL_BINS, d_model=enc["d_model"], encoder_layers=enc["layers"],
+        decoder_layers=enc["layers"], encoder_attention_heads=enc["heads"], decoder_attention_heads=enc["heads"],
+        encoder_ffn_dim=enc["ffn"], decoder_ffn_dim=enc["ffn"], max_source_positions=1500, max_target_positions=448,
+        decoder_start_token_id=start, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
+        suppress_tokens=None, begin_suppress_tokens=None, init_std=0.3,
+    )
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=start, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, do_sample=False,
+        max_length=448, is_multilingual=True, lang_to_id={t: ids[t] for t in language_tokens},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        no_timestamps_token_id=ids["<|notimestamps|>"], begin_suppress_tokens=[eot],
+    )
+    model.save_pretrained(path)
+    WhisperProcessor(feature_extractor=_whisper_feature_extractor(), tokenizer=tok).save_pretrained(path)
+    logger.info("saved tiny Whisper (%d parameters) to %s", model.num_parameters(), path)
+    return path
