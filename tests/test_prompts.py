@@ -11,8 +11,7 @@ import pytest
 from toolkit.errors import InputError
 from toolkit.manifest import Item, format_choices
 from toolkit.prompts import (MODES, PROMPTS, PromptTemplate, get_prompt, list_prompts, render_continuation,
-                             uses_choices,
-                             render_user_text)
+                             render_user_text, uses_choices)
 
 QUESTION = "Which animal do you think is the most likely match for the sound?"
 CHOICES = ["sheep", "cat", "rooster", "crow"]
