@@ -22,11 +22,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from toolkit.errors import InputError, Pathlike
 from toolkit.models.base import LoadOptions
 
-TINY_BUILDERS = {"qwen2-audio": "build_qwen2_audio", "qwen2.5-omni": "build_qwen25_omni", "af3": "build_af3"}
+TINY_BUILDERS = {"qwen2-audio": "build_qwen2_audio", "qwen2.5-omni": "build_qwen25_omni", "af3": "build_af3",
+                 "whisper": "build_whisper"}
 
 _TOP_KEYS = {"experiment", "output", "seed", "runs", "shards", "batch_size", "generation", "prompts", "models",
              "datasets", "conditions", "modes", "score_by", "interventions", "placement", "hints"}
-_MODEL_KEYS = {"name", "backend", "path", "tiny", "batch_size", "setup", "python", "load", "generation"}
+_MODEL_KEYS = {"name", "backend", "path", "tiny", "batch_size", "setup", "python", "load", "generation", "prompts"}
+_PROMPT_KEYS = ("reasoning", "direct", "conditioned")
 _DATASET_KEYS = {"name", "manifest", "data_root", "shards", "demo"}
 _GENERATION_KEYS = {"max_new_tokens", "sample", "temperature", "top_p", "num_beams"}
 _LOAD_KEYS = {f.name for f in dataclasses.fields(LoadOptions)}
@@ -47,6 +49,8 @@ class ModelSpec:
         python: interpreter for this model's tasks (default: the launching one).
         load: :class:`toolkit.models.base.LoadOptions` fields.
         generation: generation settings for this model, over the sweep's.
+        prompts: templates for this model by mode, over the sweep's (e.g. ``asr-whisper-en``
+            for a Whisper model in a sweep whose other models get ``asr-v1``).
     """
 
     name: str
@@ -58,6 +62,7 @@ class ModelSpec:
     python: Optional[str] = None
     load: Dict[str, Any] = field(default_factory=dict)
     generation: Dict[str, Any] = field(default_factory=dict)
+    prompts: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -234,8 +239,10 @@ def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, A
             check.add(where, "give either path or tiny, not both")
     elif raw.get("path") is None and backend != "simulated":
         check.add(where, "missing key 'path' (checkpoint folder or hub id)")
-    load = raw.get("load") or {}
+    load = dict(raw.get("load") or {})
     check.keys(f"{where}.load", load, _LOAD_KEYS)
+    if load.get("adapter") is not None:  # a folder: relative to the sweep file like every other path
+        load["adapter"] = str(_resolve(base, load["adapter"]))
     generation = raw.get("generation") or {}
     check.keys(f"{where}.generation", generation, _GENERATION_KEYS)
     setup = raw.get("setup") or []
@@ -250,7 +257,8 @@ def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, A
     return ModelSpec(name=str(name), backend=str(backend), path=None if path is None else str(path),
                      tiny=None if tiny is None else dict(tiny),
                      batch_size=check.positive_int(f"{where}.batch_size", raw.get("batch_size", defaults["batch_size"])),
-                     setup=tuple(setup), python=raw.get("python"), load=dict(load), generation=dict(generation))
+                     setup=tuple(setup), python=raw.get("python"), load=dict(load), generation=dict(generation),
+                     prompts=_check_prompts(check, f"{where}.prompts", raw.get("prompts") or {}))
 
 
 def _parse_dataset(check: _Checker, where: str, raw: Any, default_shards: int, base: Path,
@@ -290,7 +298,6 @@ def _parse_conditions(check: _Checker, raw: Any) -> Tuple[str, ...]:
 
 def _parse_modes_and_prompts(check: _Checker, raw: Mapping[str, Any]) -> Tuple[Tuple[str, ...], Dict[str, str]]:
     from toolkit.infer import MODES
-    from toolkit.prompts import get_prompt
 
     modes = raw.get("modes", list(MODES))
     if isinstance(modes, str):
@@ -299,18 +306,27 @@ def _parse_modes_and_prompts(check: _Checker, raw: Mapping[str, Any]) -> Tuple[T
     if bad or not modes:
         check.add("modes", f"must be a non-empty list of {', '.join(MODES)}; got {modes!r}")
     prompts = {"reasoning": "reasoning-v1", "direct": "direct-v1", "conditioned": "conditioned-v1"}
-    given = raw.get("prompts") or {}
-    if check.keys("prompts", given, set(prompts)):
-        prompts.update({str(k): str(v) for k, v in given.items()})
-    for mode, name in prompts.items():
+    prompts.update(_check_prompts(check, "prompts", raw.get("prompts") or {}))
+    return tuple(m for m in modes if m in MODES), prompts
+
+
+def _check_prompts(check: _Checker, where: str, given: Any) -> Dict[str, str]:
+    """Templates by mode, each known and of that mode."""
+    from toolkit.prompts import get_prompt
+
+    if not check.keys(where, given, set(_PROMPT_KEYS)):
+        return {}
+    out = {}
+    for mode, name in given.items():
         try:
-            template = get_prompt(name)
+            template = get_prompt(str(name))
         except ValueError as exc:
-            check.add(f"prompts.{mode}", str(exc))
+            check.add(f"{where}.{mode}", str(exc))
             continue
         if template.mode != mode:
-            check.add(f"prompts.{mode}", f"{name!r} is a {template.mode} prompt")
-    return tuple(m for m in modes if m in MODES), prompts
+            check.add(f"{where}.{mode}", f"{name!r} is a {template.mode} prompt")
+        out[str(mode)] = str(name)
+    return out
 
 
 def _parse_hints(check: _Checker, raw: Mapping[str, Any], conditions: Sequence[str], base: Path) -> Dict[str, Any]:

@@ -123,10 +123,11 @@ def _config(sweep: Sweep, task: Task, condition: str, mode: str) -> Any:
     from toolkit.models.base import GenerationSettings
     from toolkit.prompts import get_prompt
 
+    prompts = {**sweep.prompts, **task.model.prompts}
     if mode.startswith("conditioned:"):
-        prompt = get_prompt(sweep.prompts["conditioned" if sweep.intervention(mode).needs_reasoning else "reasoning"])
+        prompt = get_prompt(prompts["conditioned" if sweep.intervention(mode).needs_reasoning else "reasoning"])
     else:
-        prompt = get_prompt(sweep.prompts[mode])
+        prompt = get_prompt(prompts[mode])
     gen = {**sweep.generation, **task.model.generation}
     settings = GenerationSettings(max_new_tokens=gen.get("max_new_tokens") or prompt.max_new_tokens,
                                   do_sample=bool(gen.get("sample", False)), temperature=gen.get("temperature", 1.0),
