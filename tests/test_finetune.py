@@ -274,3 +274,18 @@ def test_train_projector_makes_only_the_projector_trainable_besides_lora(model_d
     assert any("multi_modal_projector" in n for n in names)
     assert all("multi_modal_projector" in n or ".lora_" in n for n in names)
     assert not any("audio_tower" in n for n in names)
+
+
+@pytest.mark.slurm
+def test_a_finetune_job_on_slurm_matches_the_run_in_this_process(slurm_cluster, full_run: Path, model_dir: Path,
+                                                                 data: Path, tmp_path: Path):
+    profile = Path(__file__).resolve().parent.parent / "slurm" / "profiles" / "ci.yaml"
+    out = tmp_path / "job"
+    assert finetune_main(_argv(model_dir, data, out, "--executor", "slurm", "--profile", str(profile),
+                               "--wait")) == 0
+    job = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    here = [json.loads(line) for line in (full_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("step") for r in job] == [r.get("step") for r in here]
+    losses = lambda rows: [r[k] for r in rows for k in ("loss", "eval_loss") if k in r]  # noqa: E731
+    assert np.allclose(losses(job), losses(here), rtol=1e-4)
+    assert (out / "best" / "adapter_model.safetensors").exists() and list((out / "_jobs").iterdir())

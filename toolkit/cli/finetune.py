@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from toolkit.cli.common import EXIT_OK, add_common_args, run_cli
+from toolkit.cli.common import EXIT_FAILED, EXIT_OK, add_common_args, run_cli
 
 if TYPE_CHECKING:
     from toolkit.finetune import FinetuneConfig
@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue from the last checkpoint in --out (same settings), if there is one")
     io.add_argument("--merge", action="store_true", help="after training, write --out/merged: the base model with "
                     "the best adapter merged in")
+    j = p.add_argument_group("as a cluster job (requeued after a timeout or preemption, resuming each time)")
+    j.add_argument("--executor", choices=("slurm", "local"),
+                   help="submit the run as a job instead of training in this process")
+    j.add_argument("--profile", type=Path, help="cluster profile (slurm/profiles/*.yaml); models.<--model> applies")
+    j.add_argument("--wait", action="store_true", help="with --executor slurm: block until the job ends")
     m = p.add_argument_group("model")
     m.add_argument("--model", required=True, help="backend name (qwen2-audio)")
     m.add_argument("--model-path", required=True, help="local checkpoint folder or hub id")
@@ -119,9 +124,39 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         allow_overlap=args.allow_overlap)
 
 
+def submit(args: argparse.Namespace, config: FinetuneConfig) -> int:
+    """Submit the run as a requeueable job (``--executor``); returns the exit code.
+
+    The job resumes from the run folder's last checkpoint on every start, so SLURM's
+    timeout/preemption signal (submitit checkpointing, at most the profile's ``max_requeues``
+    times) or a resubmission continues where training stopped.
+    """
+    from toolkit.finetune.config import validate_config
+    from toolkit.finetune.task import FinetuneTask
+    from toolkit.launch.executors import make_executor
+    from toolkit.launch.profile import load_profile, submitit_parameters
+
+    validate_config(config)  # every problem before anything is submitted
+    profile = load_profile(args.profile)
+    settings = profile.settings(args.model)
+    params = submitit_parameters(settings, (settings.get("accounts") or [None])[0], list(settings.get("setup") or []),
+                                 f"finetune-{args.out.name}")
+    executor = make_executor(args.executor, args.out / "_jobs")
+    (job,) = executor.submit_array([FinetuneTask(config, merge=args.merge)], [str(args.out)], params, 1,
+                                   profile.max_requeues, settings.get("python"))
+    print(f"finetune: job {job.job_id} ({args.executor}); logs in {args.out / '_jobs'}")
+    if args.executor == "slurm" and not args.wait:
+        return EXIT_OK
+    state = job.wait()
+    print(f"finetune: job {job.job_id} ended {state}")
+    return EXIT_OK if state == "COMPLETED" else EXIT_FAILED
+
+
 def _run(args: argparse.Namespace) -> int:
     from toolkit.finetune import run_finetune
 
+    if args.executor is not None:
+        return submit(args, config_from_args(args))
     summary = run_finetune(config_from_args(args), resume=args.resume, merge=args.merge,
                            stop_after_steps=args.stop_after_steps, progress=not args.quiet)
     print(json.dumps(summary))
