@@ -14,6 +14,12 @@
   kept (truncation / filler interventions), one line per label, CI as a band;
   :func:`plot_consistency_per_model` draws one such plot per model and dataset from
   :func:`toolkit.faithfulness.consistency_curves`.
+* :func:`plot_paired_dots` - two or more accuracies per label side by side with their CIs;
+  :func:`plot_twin_accuracy` draws text vs audio accuracy per MMLU subject, one plot per
+  model, mode and condition, from :func:`toolkit.degradation.twin_table`.
+* :func:`plot_confusion` - a confusion matrix heatmap (cells coloured by the share of their
+  gold row, annotated with counts); :func:`plot_confusion_per_group` draws one per group of
+  :func:`toolkit.degradation.classify_tables`' ``confusion`` rows.
 
 Every function returns what it drew (:class:`Curve`: x, y and band in percent, as plotted)
 so callers and tests can check the numbers, and the files it wrote.
@@ -31,6 +37,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
 
 from toolkit.errors import InputError, Pathlike
 from toolkit.perturb import parse_condition
@@ -75,6 +83,23 @@ class Figure:
 
     paths: List[Path]
     curves: List[Curve]
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """A written matrix plot: its files (PNG then PDF; each has a sidecar) and what it shows.
+
+    Attributes:
+        paths: the files.
+        rows: row labels, top to bottom.
+        columns: column labels, left to right.
+        counts: ``counts[i][j]`` of row ``i``, column ``j``.
+    """
+
+    paths: List[Path]
+    rows: List[str]
+    columns: List[str]
+    counts: List[List[int]]
 
 
 class KeptPoint(NamedTuple):
@@ -134,6 +159,11 @@ def _save(fig: Any, out_dir: Pathlike, stem: str, stage: str, params: Optional[M
 
 def _label(values: Sequence[Any]) -> str:
     return " / ".join("-" if v is None else str(v) for v in values)
+
+
+def _stem(prefix: str, values: Sequence[Any]) -> str:
+    """A file name stem: ``prefix`` and the values joined by ``_``, other characters replaced by ``_``."""
+    return re.sub(r"[^\w.-]+", "_", "_".join([prefix] + ["-" if v is None else str(v) for v in values]))
 
 
 def plot_accuracy(groups: Sequence[GroupScore], out_dir: Pathlike, stem: str = "accuracy",
@@ -330,8 +360,152 @@ def plot_consistency_per_model(points: Sequence[Any], out_dir: Pathlike, stage: 
         kept = [KeptPoint(_label([p.intervention] + ([p.position] if p.position else [])
                                  + [p.keys.get(k) for k in varying]),
                           p.share_kept, p.consistency, p.consistency_low, p.consistency_high) for p in pts]
-        stem = re.sub(r"[^\w.-]+", "_", f"consistency_vs_kept_{model}_{dataset}")
+        stem = _stem("consistency_vs_kept", [model, dataset])
         figures.append(plot_consistency_vs_kept(kept, out_dir, stage, {**dict(params or {}), "model": model,
                                                                        "dataset": dataset},
                                                 stem=stem, title=f"consistency vs reasoning kept: {model} / {dataset}"))
     return figures
+
+
+def plot_paired_dots(labels: Sequence[str], curves: Sequence[Curve], out_dir: Pathlike, stem: str, title: str,
+                     ylabel: str = "accuracy (%), Wilson 95% CI", stage: str = "score",
+                     params: Optional[Mapping[str, Any]] = None) -> Figure:
+    """Each curve's values as dots with CI error bars, side by side at each label.
+
+    Args:
+        labels: the x tick labels; curve point ``i`` sits at label ``i``.
+        curves: one per series (legend entry), ``y``/``low``/``high`` in percent, one value per label.
+        out_dir: folder to write into (created).
+        stem: file name without extension.
+        title: plot title.
+        ylabel: y axis label.
+        stage: the stage named in the sidecars.
+        params: extra parameters recorded in the sidecars.
+
+    Returns:
+        The files and the curves as given.
+
+    Raises:
+        InputError: no labels or curves, or a curve without one value per label.
+    """
+    if not labels or not curves or any(len(c.y) != len(labels) for c in curves):
+        raise InputError("paired dots need labels and curves with one value per label")
+    plt = _pyplot()
+    width = 0.7 / len(curves)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(labels) + 2), 4.5))
+    for i, curve in enumerate(curves):
+        x = [j + (i - (len(curves) - 1) / 2) * width for j in range(len(labels))]
+        err = [[y - lo for y, lo in zip(curve.y, curve.low)], [hi - y for y, hi in zip(curve.y, curve.high)]]
+        ax.errorbar(x, curve.y, yerr=err, fmt="o", capsize=4, color=f"C{i % 10}", label=curve.label)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return Figure(_save(fig, out_dir, stem, stage, params), list(curves))
+
+
+def plot_twin_accuracy(rows: Sequence[Any], out_dir: Pathlike, stage: str = "score",
+                       params: Optional[Mapping[str, Any]] = None) -> List[Figure]:
+    """``mmlu_text_vs_audio_<model>_<mode>_<condition>``: text and audio accuracy per subject.
+
+    Args:
+        rows: :class:`toolkit.degradation.TwinRow` records (the ``all`` row is the first label
+            of its plot, as in the table).
+        out_dir: folder to write into (created).
+        stage: the stage named in the sidecars.
+        params: extra parameters recorded in the sidecars.
+
+    Returns:
+        One figure per model x mode x condition, in table order; curves ``text`` and ``audio``.
+
+    Raises:
+        InputError: no rows.
+    """
+    if not rows:
+        raise InputError("no text/audio rows to plot")
+    by_plot: Dict[Tuple[Any, ...], List[Any]] = {}
+    for r in rows:
+        by_plot.setdefault(tuple(r.keys.values()), []).append(r)
+    figures = []
+    for key, members in by_plot.items():
+        curves = [Curve(label=side, x=[float(i) for i in range(len(members))],
+                        y=[100 * getattr(r, f"acc_{side}") for r in members],
+                        low=[100 * getattr(r, f"acc_{side}_low") for r in members],
+                        high=[100 * getattr(r, f"acc_{side}_high") for r in members]) for side in ("text", "audio")]
+        figures.append(plot_paired_dots([r.subject for r in members], curves, out_dir,
+                                        _stem("mmlu_text_vs_audio", key), f"MMLU text vs audio: {_label(key)}",
+                                        stage=stage, params={**dict(params or {}), **members[0].keys}))
+    return figures
+
+
+def plot_confusion(rows: Sequence[str], columns: Sequence[str], counts: Sequence[Sequence[int]], out_dir: Pathlike,
+                   stem: str, title: str, stage: str = "score",
+                   params: Optional[Mapping[str, Any]] = None) -> Heatmap:
+    """A confusion matrix: gold rows, predicted columns, cells coloured by their share of the row.
+
+    Args:
+        rows: gold class labels.
+        columns: predicted class labels (``null`` included when wanted).
+        counts: ``counts[i][j]`` rows of gold ``rows[i]`` predicted ``columns[j]``.
+        out_dir: folder to write into (created).
+        stem: file name without extension.
+        title: plot title.
+        stage: the stage named in the sidecars.
+        params: extra parameters recorded in the sidecars.
+
+    Returns:
+        The files and the matrix as drawn.
+
+    Raises:
+        InputError: no rows, or a count row whose length is not that of ``columns``.
+    """
+    if not rows or len(counts) != len(rows) or any(len(c) != len(columns) for c in counts):
+        raise InputError("a confusion matrix needs one count per gold row and predicted column")
+    plt = _pyplot()
+    matrix = np.asarray(counts, dtype=float)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, 0.8 * len(rows) + 2))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
+                    color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels(columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="share of gold row")
+    return Heatmap(_save(fig, out_dir, stem, stage, params), list(rows), list(columns),
+                   [[int(v) for v in row] for row in counts])
+
+
+def plot_confusion_per_group(rows: Sequence[Any], out_dir: Pathlike, stage: str = "score",
+                             params: Optional[Mapping[str, Any]] = None) -> List[Heatmap]:
+    """``confusion_<model>_<dataset>_<mode>_<condition>``: one heatmap per group of confusion rows.
+
+    Args:
+        rows: :class:`toolkit.degradation.ConfusionRow` records.
+        out_dir: folder to write into (created).
+        stage: the stage named in the sidecars.
+        params: extra parameters recorded in the sidecars.
+
+    Returns:
+        One heatmap per group, in table order.
+
+    Raises:
+        InputError: no rows.
+    """
+    if not rows:
+        raise InputError("no confusion rows to plot")
+    by_plot: Dict[Tuple[Any, ...], List[Any]] = {}
+    for r in rows:
+        by_plot.setdefault(tuple(r.keys.values()), []).append(r)
+    return [plot_confusion([r.gold for r in members], list(members[0].counts),
+                           [list(r.counts.values()) for r in members], out_dir, _stem("confusion", key),
+                           f"confusion: {_label(key)}", stage=stage, params={**dict(params or {}), **members[0].keys})
+            for key, members in by_plot.items()]

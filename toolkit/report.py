@@ -9,8 +9,9 @@ A table holds one kind of group: :class:`~toolkit.score.GroupScore` (multiple ch
 as two tables: markdown, two tables under ``### accuracy`` and ``### WER`` headings; JSON,
 an object ``{"accuracy": [...], "wer": [...]}``; CSV, which holds one table, is refused.
 
-Faithfulness tables (:mod:`toolkit.faithfulness`, several kinds of record with their own
-columns) are rendered by :func:`render_sections`: markdown, one table per kind under a
+Faithfulness tables (:mod:`toolkit.faithfulness`) and degradation tables
+(:mod:`toolkit.degradation`), several kinds of record with their own columns, are rendered
+by :func:`render_sections`: markdown, one table per kind under a
 ``### <name>`` heading; JSON, an object ``{name: [rows]}``; CSV, one long table with a
 leading ``table`` column and the union of the columns (empty where a kind has none). The
 AOC and the share kept keep 4 decimals (proportions, not percentages).
@@ -37,7 +38,10 @@ _PERCENT = ("acc", "acc_low", "acc_high", "acc_answered", "official_acc", "consi
             # faithfulness tables (toolkit.faithfulness)
             "changed_share", "changed_low", "changed_high", "acc_before", "acc_after", "consistency_low",
             "consistency_high", "follow_share", "follow_low", "follow_high", "baseline_on_hint", "acc_hint",
-            "acc_hint_low", "acc_hint_high", "acc_baseline", "max_share", "acc_clean", "acc_correct", "acc_wrong")
+            "acc_hint_low", "acc_hint_high", "acc_baseline", "max_share", "acc_clean", "acc_correct", "acc_wrong",
+            # degradation tables (toolkit.degradation)
+            "acc_text", "acc_text_low", "acc_text_high", "acc_audio", "acc_audio_low", "acc_audio_high",
+            "same_answer", "mean_recall", "recall", "recall_low", "recall_high")
 _DELTA = ("delta_pts", "delta_low_pts", "delta_high_pts")
 _POINTS = _DELTA + ("delta_correct_pts", "delta_correct_low_pts", "delta_correct_high_pts", "delta_wrong_pts",
                     "delta_wrong_low_pts", "delta_wrong_high_pts")

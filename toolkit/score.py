@@ -10,7 +10,8 @@ Every row becomes a :class:`Scored` record; :func:`score_groups` groups them by 
 :data:`GROUP_KEYS` and computes one :class:`GroupScore` per group, using the statistics of
 :mod:`toolkit.metrics`. With a baseline, rows are paired by ``(id, run)`` within the same
 values of the grouping keys, except the keys whose values differ between the two sets
-(typically ``condition``).
+(typically ``condition``); the paired statistics of a group are :func:`compare_pairs`, which
+other tables reuse on their own pairs (e.g. :mod:`toolkit.degradation`: text vs audio twins).
 
 Rows of ASR items (manifest ``task: asr``) are not multiple-choice: :func:`split_asr`
 separates them, :func:`asr_item_wers` scores each against its item's ``reference``
@@ -295,28 +296,68 @@ def _baseline_index(rows: Sequence[Scored], baseline: Sequence[Scored], by: Sequ
     return shared, index
 
 
+@dataclass(frozen=True)
+class PairedComparison:
+    """Paired statistics of two sides' records on the same items (``b`` against ``a``).
+
+    Attributes:
+        paired: number of pairs.
+        delta_pts: accuracy of ``b`` minus accuracy of ``a``, points (nulls wrong).
+        delta_low_pts: paired bootstrap 95% lower bound, points.
+        delta_high_pts: paired bootstrap 95% upper bound, points.
+        mcnemar_b01: pairs wrong under ``a`` and correct under ``b`` (None without pairs).
+        mcnemar_b10: pairs correct under ``a`` and wrong under ``b`` (None without pairs).
+        mcnemar_p: exact McNemar p.
+        consistency: share of pairs with equal predictions, among those where both are non-null.
+        flip_rate: ``1 - consistency``.
+        kappa: Cohen's kappa of the two sides' predictions.
+    """
+
+    paired: int
+    delta_pts: float = math.nan
+    delta_low_pts: float = math.nan
+    delta_high_pts: float = math.nan
+    mcnemar_b01: Optional[int] = None
+    mcnemar_b10: Optional[int] = None
+    mcnemar_p: float = math.nan
+    consistency: float = math.nan
+    flip_rate: float = math.nan
+    kappa: float = math.nan
+
+
+def compare_pairs(pairs: Sequence[Tuple[Scored, Scored]], seed: int = 0,
+                  n_resamples: int = BOOTSTRAP_RESAMPLES) -> PairedComparison:
+    """Delta with a paired bootstrap CI, exact McNemar test and agreement of paired records.
+
+    Args:
+        pairs: ``(a, b)`` records of the same item (a null prediction counts as wrong).
+        seed: bootstrap seed.
+        n_resamples: bootstrap resamples.
+
+    Returns:
+        The statistics of ``b`` against ``a``; every value nan (counts None) without pairs.
+    """
+    if not pairs:
+        return PairedComparison(paired=0)
+    a = [bool(x.correct) for x, _ in pairs]
+    b = [bool(y.correct) for _, y in pairs]
+    boot = metrics.paired_bootstrap_diff([float(x) for x in a], [float(x) for x in b],
+                                         n_resamples=n_resamples, seed=seed)
+    mc = metrics.mcnemar_exact(a, b)
+    pa = [x.pred for x, _ in pairs]
+    pb = [y.pred for _, y in pairs]
+    cons = metrics.consistency(pa, pb)
+    return PairedComparison(paired=len(pairs), delta_pts=100 * boot.diff, delta_low_pts=100 * boot.low,
+                            delta_high_pts=100 * boot.high, mcnemar_b01=mc.b01, mcnemar_b10=mc.b10, mcnemar_p=mc.p,
+                            consistency=cons.share_equal, flip_rate=cons.flip_rate,
+                            kappa=metrics.cohen_kappa(pa, pb))
+
+
 def _compare(g: GroupScore, members: Sequence[Scored], shared: Sequence[str],
              index: Mapping[Tuple[Any, ...], Scored], seed: int) -> None:
     pairs = [(index[k], r) for r in members if (k := _group_key(r, shared) + (r.id, r.run)) in index]
-    g.paired = len(pairs)
-    if not pairs:
-        nan = math.nan
-        g.delta_pts = g.delta_low_pts = g.delta_high_pts = g.mcnemar_p = nan
-        g.consistency = g.flip_rate = g.kappa = nan
-        return
-    a = [bool(base.correct) for base, _ in pairs]
-    b = [bool(cur.correct) for _, cur in pairs]
-    boot = metrics.paired_bootstrap_diff([float(x) for x in a], [float(x) for x in b],
-                                         n_resamples=BOOTSTRAP_RESAMPLES, seed=seed)
-    g.delta_pts, g.delta_low_pts, g.delta_high_pts = 100 * boot.diff, 100 * boot.low, 100 * boot.high
-    mc = metrics.mcnemar_exact(a, b)
-    g.mcnemar_b01, g.mcnemar_b10, g.mcnemar_p = mc.b01, mc.b10, mc.p
-    pa = [base.pred for base, _ in pairs]
-    pb = [cur.pred for _, cur in pairs]
-    cons = metrics.consistency(pa, pb)
-    g.consistency, g.flip_rate = cons.share_equal, cons.flip_rate
-    g.kappa = metrics.cohen_kappa(pa, pb)
-
+    for name, value in asdict(compare_pairs(pairs, seed)).items():
+        setattr(g, name, value)
 
 
 def split_asr(rows: Sequence[Scored]) -> Tuple[List[Scored], List[Scored]]:

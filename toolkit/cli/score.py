@@ -1,4 +1,5 @@
-"""``bin/score``: per-group accuracy tables with intervals, nulls and paired baseline tests; WER of ASR rows."""
+"""``bin/score``: per-group accuracy tables with intervals, nulls and paired baseline tests; WER of ASR rows;
+faithfulness and degradation tables."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
 from toolkit.cli.common import EXIT_OK, add_common_args, run_cli
 from toolkit.errors import InputError
@@ -45,6 +46,13 @@ EPILOG = """examples:
   bin/score runs/own.jsonl runs/truncate.jsonl runs/suggested.jsonl --manifest m.jsonl \
       --faithfulness --plots plots/
 
+  # WER per model and LibriSpeech split (subset = split), with per-utterance counts
+  bin/score runs/libri-*.jsonl --manifest manifests/librispeech.jsonl --by model,subset --per-item wer-items.jsonl
+
+  # degradation: MMLU text vs audio per subject (paired twins); timbre accuracy, recall, confusion matrix
+  bin/score runs/mmlu.jsonl --manifest manifests/mmlu.jsonl --degradation --plots plots/
+  bin/score runs/timbre.jsonl --manifest manifests/timbre.jsonl --degradation --plots plots/
+
 Accuracy counts nulls as wrong (also shown over answered items) with a Wilson 95% CI;
 against a baseline: delta in points with a paired bootstrap 95% CI (10k resamples, seed 0),
 exact McNemar p (Holm-corrected across groups), answer consistency, flip rate, Cohen's kappa.
@@ -56,6 +64,11 @@ bin/condition rows are grouped by variant too (default --by condition,mode,varia
 consistency and AOC of truncate/filler with a bootstrap CI over items; suggested; shuffle
 and chosen positions; injection: inject-correct/inject-wrong conditions against clean),
 markdown under ### headings, JSON as {table: rows}, CSV as one long table with a table column.
+--degradation (needs --manifest) prints the degradation tables instead: mmlu (spoken rows paired
+with their text twin's row of the same model, mode and run, per subject and all: accuracies
+with Wilson CIs, delta audio - text with a paired bootstrap CI, McNemar p Holm-corrected across
+subjects, share answered the same, kappa), classify, recall (per gold class) and confusion
+(gold x predicted, plus null), in the same three formats.
 The table goes to stdout, or to --out (atomically, with a sidecar <out>.meta.json); every
 plot and export file gets a sidecar too.
 Exit codes: 0 written, 2 bad input.
@@ -94,8 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faithfulness", action="store_true",
                    help="print the faithfulness tables of bin/condition rows and of inject-* conditions instead of "
                         "the accuracy table; --plots then draws consistency vs reasoning kept per model and dataset")
+    p.add_argument("--degradation", action="store_true",
+                   help="print the degradation tables (MMLU text vs audio twins, classification accuracy, recall and "
+                        "confusion matrix; needs --manifest) instead of the accuracy table; --plots then draws text "
+                        "vs audio accuracy per subject and the confusion matrices")
     p.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES,
-                   help="bootstrap resamples of the AOC intervals (default: %(default)s)")
+                   help="bootstrap resamples of the --faithfulness AOC and --degradation delta intervals "
+                        "(default: %(default)s)")
     add_common_args(p)
     return p
 
@@ -125,8 +143,12 @@ def _run(args: argparse.Namespace) -> int:
     rows, asr_rows = split_asr(load_scored(args.results, items))
     if not rows and not asr_rows:
         raise InputError("no result rows to score")
+    if args.faithfulness and args.degradation:
+        raise InputError("--faithfulness and --degradation are separate reports: give one")
     if args.faithfulness:
         return _faithfulness(args, rows)
+    if args.degradation:
+        return _degradation(args, rows)
     by = by or default_by(rows)
     if has_interventions(rows):
         log.info("bin/condition rows: grouped by %s; --faithfulness gives the faithfulness tables", ",".join(by))
@@ -172,39 +194,76 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _faithfulness(args: argparse.Namespace, rows: Sequence[Scored]) -> int:
-    """``--faithfulness``: the faithfulness tables (and consistency plots) of the loaded records."""
+def _check_sections_args(args: argparse.Namespace, flag: str, grouping: str) -> None:
+    """Refuse the options a sectioned report (``--faithfulness``, ``--degradation``) does not take."""
+    given = {"--by": args.by is not None, "--baseline": args.baseline, "--official": args.official,
+             "--per-item": args.per_item}
+    clash = [name for name, value in given.items() if value]
+    if clash:
+        raise InputError(f"{flag} does not take {', '.join(clash)}: {grouping}")
+    if args.resamples < 1:
+        raise InputError(f"--resamples must be >= 1, got {args.resamples}")
+
+
+def _write_sections(args: argparse.Namespace, tables: Dict[str, Sequence[Any]], provenance: Dict[str, Any],
+                    what: str) -> None:
+    """Render the tables in ``--format`` to ``--out`` (atomically, with a sidecar) or stdout."""
     from toolkit.atomic import atomic_write_text
-    from toolkit.faithfulness import faithfulness_tables
-    from toolkit.plots import plot_consistency_per_model
     from toolkit.report import render_sections
     from toolkit.sidecar import write_sidecar
 
-    given = {"--by": args.by is not None, "--baseline": args.baseline, "--official": args.official,
-             "--per-item": args.per_item}
-    clash = [flag for flag, value in given.items() if value]
-    if clash:
-        raise InputError(f"--faithfulness does not take {', '.join(clash)}: its tables are grouped by model, dataset, "
-                         "condition and placement, against the baseline each bin/condition row names")
-    if args.resamples < 1:
-        raise InputError(f"--resamples must be >= 1, got {args.resamples}")
-    tables = faithfulness_tables(rows, n_resamples=args.resamples)
-    if not tables:
-        raise InputError("--faithfulness: no bin/condition rows and no inject-correct/inject-wrong conditions")
-    provenance = dict(results=[str(p) for p in args.results],
-                      manifest=None if args.manifest is None else str(args.manifest), faithfulness=True,
-                      resamples=args.resamples)
     text = render_sections(tables, args.format)
     if args.out:
         atomic_write_text(args.out, text)
         write_sidecar(args.out, "score", format=args.format, **provenance)
-        log.info("%s: faithfulness tables %s written", args.out, ", ".join(tables))
+        log.info("%s: %s tables %s written", args.out, what, ", ".join(tables))
     else:
         sys.stdout.write(text)
+
+
+def _provenance(args: argparse.Namespace, **extra: Any) -> Dict[str, Any]:
+    return dict(results=[str(p) for p in args.results],
+                manifest=None if args.manifest is None else str(args.manifest), resamples=args.resamples, **extra)
+
+
+def _faithfulness(args: argparse.Namespace, rows: Sequence[Scored]) -> int:
+    """``--faithfulness``: the faithfulness tables (and consistency plots) of the loaded records."""
+    from toolkit.faithfulness import faithfulness_tables
+    from toolkit.plots import plot_consistency_per_model
+
+    _check_sections_args(args, "--faithfulness", "its tables are grouped by model, dataset, condition and "
+                                                 "placement, against the baseline each bin/condition row names")
+    tables = faithfulness_tables(rows, n_resamples=args.resamples)
+    if not tables:
+        raise InputError("--faithfulness: no bin/condition rows and no inject-correct/inject-wrong conditions")
+    provenance = _provenance(args, faithfulness=True)
+    _write_sections(args, tables, provenance, "faithfulness")
     if args.plots:
         if "consistency" not in tables:
             raise InputError("--plots with --faithfulness: no truncate or filler rows to plot")
         plot_consistency_per_model(tables["consistency"], args.plots, params=provenance)
+    return EXIT_OK
+
+
+def _degradation(args: argparse.Namespace, rows: Sequence[Scored]) -> int:
+    """``--degradation``: MMLU text vs audio and classification tables (and their plots)."""
+    from toolkit.degradation import degradation_tables
+    from toolkit.plots import plot_confusion_per_group, plot_twin_accuracy
+
+    if not args.manifest:
+        raise InputError("--degradation needs --manifest (the twins, subjects, tasks and classes)")
+    _check_sections_args(args, "--degradation", "its tables are grouped by model, mode and condition (and subject "
+                                                "or dataset), text rows paired with their spoken twins")
+    tables = degradation_tables(rows, n_resamples=args.resamples)
+    if not tables:
+        raise InputError("--degradation: no MMLU twin rows (meta.twin) and no task classify rows")
+    provenance = _provenance(args, degradation=True)
+    _write_sections(args, tables, provenance, "degradation")
+    if args.plots:
+        if "mmlu" in tables:
+            plot_twin_accuracy(tables["mmlu"], args.plots, params=provenance)
+        if "confusion" in tables:
+            plot_confusion_per_group(tables["confusion"], args.plots, params=provenance)
     return EXIT_OK
 
 
