@@ -23,7 +23,7 @@ from toolkit.errors import InputError, Pathlike
 from toolkit.models.base import LoadOptions
 
 TINY_BUILDERS = {"qwen2-audio": "build_qwen2_audio", "qwen2.5-omni": "build_qwen25_omni", "af3": "build_af3",
-                 "whisper": "build_whisper"}
+                 "whisper": "build_whisper", "salmonn": "build_salmonn"}
 
 _TOP_KEYS = {"experiment", "output", "seed", "runs", "shards", "batch_size", "generation", "prompts", "models",
              "datasets", "conditions", "modes", "score_by", "interventions", "placement", "hints"}

@@ -16,6 +16,7 @@ BACKEND_MODULES: Dict[str, str] = {
     "af3": "toolkit.models.af3",
     "af3-think": "toolkit.models.af3",
     "whisper": "toolkit.models.whisper",
+    "salmonn": "toolkit.models.salmonn.backend",
 }
 
 _REGISTRY: Dict[str, Type[Backend]] = {}

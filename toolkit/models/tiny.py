@@ -922,3 +922,104 @@ def build_whisper(
     WhisperProcessor(feature_extractor=_whisper_feature_extractor(), tokenizer=tok).save_pretrained(path)
     logger.info("saved tiny Whisper (%d parameters) to %s", model.num_parameters(), path)
     return path
+
+
+def build_salmonn(
+    folder: Pathlike,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    whisper_d_model: int = 32,
+    beats_dim: int = 64,
+    qformer_hidden: int = 128,
+    seed: int = 0,
+) -> Path:
+    """Save a tiny random SALMONN as the release's four separate parts (see ``toolkit.models.salmonn.loader``).
+
+    Files:
+
+    - ``whisper/``: a :func:`build_whisper` folder (``WhisperModel.from_pretrained`` reads its
+      encoder, ``WhisperFeatureExtractor`` its ``preprocessor_config.json``).
+    - ``beats.pt``: ``{"cfg", "model", "label_dict"}`` like ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt``
+      (release parameter names, a 5-class ``predictor``; real widths 512/768 shrunk to 32/``beats_dim``).
+    - ``vicuna/``: ``LlamaForCausalLM`` + ``LlamaTokenizer`` (``<unk>``/``<s>``/``</s>`` = 0/1/2, 256
+      byte-fallback tokens, then a BPE trained on the built-in sentences with Llama's ``▁``
+      word prefix) and a generation config like Vicuna's (eos 2, pad 0).
+    - ``salmonn.pth``: ``{"model": ...}`` with the Q-Former (2 layers, ``qformer_hidden`` wide),
+      query token, LayerNorms, projection and LoRA (r=8; B drawn non-zero so it changes the
+      logits) under the release's names, plus the buffers the release's files also carry
+      (``speech_Qformer.bert.embeddings.position_ids``, per-layer ``rotary_emb.inv_freq``).
+
+    Args:
+        folder: output folder (created; existing files are overwritten).
+        hidden_size: LLM width (heads of 16).
+        num_layers: LLM layers.
+        whisper_d_model: Whisper encoder width.
+        beats_dim: BEATs encoder width (4 heads).
+        qformer_hidden: Q-Former width (a multiple of 64: BERT's head size).
+        seed: torch seed for the random weights.
+
+    Returns:
+        ``Path(folder)``, loadable with ``load_backend("salmonn", str(folder))``.
+
+    Example:
+        >>> path = build_salmonn(tmp_path / "salmonn")  # doctest: +SKIP
+        >>> backend = load_backend("salmonn", str(path))  # doctest: +SKIP
+    """
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    from toolkit.models.salmonn.beats import BEATs, BEATsConfig
+    from toolkit.models.salmonn.loader import SalmonnLayout, assemble, checkpoint_state
+    from toolkit.models.salmonn.model import QFormerSpec
+
+    path = _prepare_folder(folder)
+    build_whisper(path / "whisper", d_model=whisper_d_model, num_layers=2, seed=seed)
+    torch.manual_seed(seed)
+    beats_config = BEATsConfig(embed_dim=32, encoder_layers=2, encoder_embed_dim=beats_dim,
+                               encoder_ffn_embed_dim=2 * beats_dim, encoder_attention_heads=4,
+                               finetuned_model=True, predictor_class=5)
+    torch.save({"cfg": beats_config.to_dict(), "model": BEATs(beats_config).state_dict(),
+                "label_dict": {i: f"/m/tiny{i}" for i in range(5)}}, path / "beats.pt")
+
+    specials = ["<unk>", "<s>", "</s>"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=_BPE_VOCAB_SIZE, min_frequency=1, show_progress=False,
+                                  special_tokens=specials)
+    bpe.train_from_iterator(list(_CORPUS) * 3 + ["USER: <Speech><SpeechHere></Speech> Describe it.\nASSISTANT:"],
+                            trainer=trainer)
+    data = json.loads(bpe.to_str())
+    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
+    for token, _ in sorted(data["model"]["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(token, len(vocab))
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in data["model"]["merges"]]
+    tok = LlamaTokenizer(vocab=vocab, merges=merges)
+    head_dim = 16
+    llama_config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                               num_hidden_layers=num_layers, num_attention_heads=hidden_size // head_dim,
+                               num_key_value_heads=hidden_size // head_dim, max_position_embeddings=2048,
+                               bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+                               initializer_range=0.2)
+    llama = LlamaForCausalLM(llama_config).eval()
+    llama.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, do_sample=False)
+    llama.save_pretrained(path / "vicuna")
+    tok.save_pretrained(path / "vicuna")
+
+    spec = QFormerSpec(hidden_size=qformer_hidden, num_layers=2, intermediate_size=2 * qformer_hidden,
+                       num_query_tokens=1, encoder_width=whisper_d_model + beats_dim, lora_rank=8)
+    layout = SalmonnLayout(whisper_path=path / "whisper", beats_path=path / "beats.pt",
+                           llama_path=path / "vicuna", ckpt=path / "salmonn.pth")
+    model = assemble(layout, spec)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(0.1 * torch.randn_like(param))
+    state = checkpoint_state(model)
+    state["speech_Qformer.bert.embeddings.position_ids"] = torch.arange(512).unsqueeze(0)
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    for layer in range(num_layers):
+        state[f"llama_model.base_model.model.model.layers.{layer}.self_attn.rotary_emb.inv_freq"] = inv_freq.clone()
+    torch.save({"model": state}, path / "salmonn.pth")
+    logger.info("saved tiny SALMONN (%d parameters) to %s", sum(p.numel() for p in model.parameters()), path)
+    return path

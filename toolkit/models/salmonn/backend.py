@@ -1,0 +1,200 @@
+"""``salmonn``: SALMONN (``tsinghua-ee/SALMONN`` ``salmonn_v1.pth``, 13B; or the 7B) from its official files.
+
+``--model-path`` is a folder (or a JSON file) laid out as :mod:`toolkit.models.salmonn.loader`
+describes: ``whisper/``, ``beats.pt``, ``vicuna/``, ``salmonn.pth``, optional ``salmonn.json``.
+
+Prompt, as released: ``<s>`` then the template ``USER: {}\\nASSISTANT:`` filled with
+``<Speech><SpeechHere></Speech> {prompt text}``; the text before and after ``<SpeechHere>`` is
+tokenized separately without special tokens, and the clip's speech embeddings (88 for the
+30 s window) are spliced in between. A prefilled assistant turn (``bin/condition``) follows
+``ASSISTANT:`` after one space. Items without audio: ``USER: {prompt text}\\nASSISTANT:``,
+no speech tokens (a batch never mixes both kinds).
+
+Long audio: the release pads clips to at least 1 s and cuts them at 30 s (``audio[: sr * 30]``
+in its inference code; it does not window longer audio). So here clips over 30 s are cut by
+the runner and flagged (``flags.audio_truncated_from_s``), shorter ones are zero-padded to 1 s;
+Whisper reads the clip padded to its 30 s window, BEATs the clip itself.
+
+Batching: the prompt embeddings are left-padded with attention masks (position ids from the
+mask); BEATs runs batched with a key padding mask and its padded tokens are zeroed, so each
+row equals the clip run alone (the release pads on the right and runs one clip at a time).
+
+Decoding: the release decodes with 4 beams (``decode_config.yaml``: ``num_beams: 4``, no
+sampling, up to 200 new tokens, stop at ``</s>``). The CLI's default ``--num-beams 1`` cannot
+be told from an explicit one, so: a greedy one-beam request (the default) decodes with the
+layout's ``num_beams`` (4 unless ``salmonn.json`` sets it; ``"num_beams": 1`` there gives
+greedy decoding); ``--num-beams N`` with N > 1 decodes with N beams; ``--sample`` samples as
+asked. The sidecar's model facts record the layout's value (``num_beams_by_default``).
+Option log-probabilities (``--score-options``) come from one forward pass over the prompt, so
+they do not depend on the beams.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from toolkit.audio import TARGET_SR
+from toolkit.models.base import Generation, GenerationSettings, LoadOptions, Request
+from toolkit.models.hf_chat import HFChatBackend, Prepared, resolve_device, resolve_dtype
+from toolkit.models.registry import register_backend
+from toolkit.models.salmonn.loader import SalmonnLayout, SalmonnProcessor, load_salmonn, read_layout
+
+log = logging.getLogger(__name__)
+
+SPEECH_PLACEHOLDER = "<SpeechHere>"
+SPEECH_PROMPT = "<Speech><SpeechHere></Speech> {}"
+MIN_SECONDS = 1.0
+
+
+@register_backend
+class SalmonnBackend(HFChatBackend):
+    """SALMONN through :class:`~toolkit.models.salmonn.model.SalmonnModel`."""
+
+    name = "salmonn"
+    model_class = "SalmonnModel"
+    max_audio_seconds: Optional[float] = 30.0
+    audio_tokens_per_second = 88 / 30.0  # only sorts batches: the audio always takes 88 positions
+
+    def __init__(self, model: Any, processor: SalmonnProcessor, model_path: str, device: str, dtype: Any,
+                 layout: SalmonnLayout) -> None:
+        super().__init__(model, processor, model_path, device, dtype)
+        self.layout = layout
+        if self.pad_id is None:  # Vicuna's tokenizer has no pad token: finished beams are padded with </s>
+            self.pad_id = self.tokenizer.eos_token_id
+            self.stop_ids.add(self.pad_id)
+
+    @classmethod
+    def load(cls, model_path: Optional[str], options: LoadOptions) -> "SalmonnBackend":
+        """Load the four parts (see :func:`~toolkit.models.salmonn.loader.read_layout`).
+
+        Raises:
+            ValueError: no ``model_path``, or ``--adapter`` (the LoRA is the checkpoint's).
+            FileNotFoundError: a part is missing.
+            toolkit.models.salmonn.loader.CheckpointKeyError: checkpoint keys do not match.
+        """
+        if not model_path:
+            raise ValueError("model 'salmonn' needs --model-path (a folder with whisper/, beats.pt, vicuna/, "
+                             "salmonn.pth, or a salmonn.json naming them)")
+        if options.adapter:
+            raise ValueError("salmonn takes no --adapter: its LoRA weights are part of salmonn.pth")
+        layout = read_layout(model_path)
+        device = resolve_device(options.device)
+        dtype = resolve_dtype(options.dtype, device)
+        model, processor = load_salmonn(layout, dtype, options.attn_implementation)
+        model.to(device)
+        log.info("loaded SALMONN from %s on %s (%s)", model_path, device, dtype)
+        return cls(model, processor, model_path, device, dtype, layout)
+
+    # ---- prompts ------------------------------------------------------------------------
+    def prompt_parts(self, request: Request) -> Tuple[str, str]:
+        """The prompt text before and after the speech embeddings (after is everything for text-only items)."""
+        text = request.user_text.strip()
+        if request.audio is not None:
+            prompt = self.layout.prompt_template.format(SPEECH_PROMPT.format(text))
+            before, after = prompt.split(SPEECH_PLACEHOLDER, 1)
+        else:
+            before, after = "", self.layout.prompt_template.format(text)
+        if request.assistant_prefix:
+            after += " " + request.assistant_prefix
+        return before, after
+
+    def chat_text(self, request: Request) -> str:
+        """The prompt the model reads, with ``<SpeechHere>`` where the speech embeddings go."""
+        before, after = self.prompt_parts(request)
+        middle = SPEECH_PLACEHOLDER if request.audio is not None else ""
+        return f"{self.tokenizer.bos_token or ''}{before}{middle}{after}"
+
+    def _ids(self, text: str) -> List[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def prepare(self, requests: Sequence[Request]) -> Prepared:
+        """Token ids around the speech, Whisper features and BEATs fbanks of a batch, on the CPU.
+
+        Raises:
+            ValueError: a batch mixing items with and without audio.
+        """
+        import torch
+
+        from toolkit.models.salmonn.fbank import beats_fbank
+
+        with_audio = [r.audio is not None for r in requests]
+        if any(with_audio) and not all(with_audio):
+            raise ValueError("a batch mixes items with and without audio")
+        parts = [self.prompt_parts(r) for r in requests]
+        inputs: Dict[str, Any] = {"before": [[self.tokenizer.bos_token_id] + self._ids(b) for b, _ in parts],
+                                  "after": [self._ids(a) for _, a in parts]}
+        if all(with_audio):
+            clips = [_release_clip(r.audio) for r in requests]
+            inputs["input_features"] = self.processor.feature_extractor(
+                clips, sampling_rate=TARGET_SR, return_tensors="pt")["input_features"]
+            fbanks = [torch.from_numpy(beats_fbank(clip)) for clip in clips]
+            inputs["fbank_lengths"] = torch.tensor([len(f) for f in fbanks])
+            inputs["fbank"] = torch.nn.utils.rnn.pad_sequence(fbanks, batch_first=True)
+        return Prepared(inputs=inputs, requests=list(requests), prompt_length=0)
+
+    # ---- generation ---------------------------------------------------------------------
+    def _prompt_embeddings(self, inputs: Dict[str, Any]) -> Tuple[Any, Any, Any]:
+        """Left-padded prompt embeddings with the speech spliced in, their attention mask and position ids."""
+        import torch
+
+        speech = None
+        if "fbank" in inputs:
+            speech = self.model.encode_audio(inputs["input_features"], inputs["fbank"], inputs["fbank_lengths"])
+        rows = []
+        for index, (before, after) in enumerate(zip(inputs["before"], inputs["after"])):
+            pieces = [self.model.embed_tokens(torch.tensor(before, dtype=torch.long, device=self.device))]
+            if speech is not None:
+                pieces.append(speech[index])
+            pieces.append(self.model.embed_tokens(torch.tensor(after, dtype=torch.long, device=self.device)))
+            rows.append(torch.cat(pieces))
+        length = max(len(row) for row in rows)
+        embeds = rows[0].new_zeros(len(rows), length, rows[0].shape[-1])
+        mask = torch.zeros(len(rows), length, dtype=torch.long, device=self.device)
+        for index, row in enumerate(rows):
+            embeds[index, length - len(row):] = row
+            mask[index, length - len(row):] = 1
+        return embeds, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+    def decoding(self, settings: GenerationSettings) -> Dict[str, Any]:
+        """``generate`` arguments: the settings, with the layout's beams for a default greedy request."""
+        kwargs = settings.generate_kwargs()
+        if not settings.do_sample and settings.num_beams == 1:
+            kwargs["num_beams"] = self.layout.num_beams
+        return kwargs
+
+    def generate(self, prepared: Prepared, settings: GenerationSettings, score_options: bool = False) -> List[Generation]:
+        """Generate for a prepared batch; see :meth:`Backend.generate` and the module docstring (beams)."""
+        import torch
+
+        inputs = self._to_device(prepared.inputs)
+        if settings.do_sample:
+            torch.manual_seed(settings.seed)
+        with torch.inference_mode():
+            embeds, mask, positions = self._prompt_embeddings(inputs)
+            out = self.model.generate(embeds, mask, **self.decoding(settings), pad_token_id=self.pad_id)
+            gens = self._generations(out.tolist())
+            if score_options:
+                last = self.model(embeds, mask, positions)[:, -1]
+                for row, gen in enumerate(gens):
+                    gen.option_logprobs = self._option_logprobs(last[row], prepared.requests[row])
+        return gens
+
+    def describe(self) -> Dict[str, Any]:
+        """Parts, dtype, device, prompt template, decoding default and audio handling."""
+        layout = self.layout
+        return {"backend": self.name, "model_class": self.model_class, "model_path": self.model_path,
+                "parts": {"whisper": str(layout.whisper_path), "beats": str(layout.beats_path),
+                          "llm": str(layout.llama_path), "checkpoint": str(layout.ckpt)},
+                "revision": getattr(self.model.config, "_commit_hash", None), "dtype": str(self.dtype),
+                "device": self.device,
+                "prompt_template": layout.prompt_template, "num_beams_by_default": layout.num_beams,
+                "speech_tokens": self.model.speech_tokens(), "max_audio_seconds": self.max_audio_seconds}
+
+
+def _release_clip(audio: np.ndarray) -> np.ndarray:
+    """A clip as the release feeds it: zero-padded to at least 1 s, cut at 30 s."""
+    clip = np.asarray(audio, dtype=np.float32)[: int(SalmonnBackend.max_audio_seconds * TARGET_SR)]
+    return np.pad(clip, (0, max(0, int(MIN_SECONDS * TARGET_SR) - clip.size)))
