@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--condition", default="clean", help="audio condition applied on the fly (default: clean)")
     add_hint_args(p)
     m = p.add_argument_group("model")
-    m.add_argument("--model", required=True, help="backend name (qwen2-audio, qwen2.5-omni, af3, af3-think, simulated)")
+    m.add_argument("--model", required=True, help="backend name (qwen2-audio, qwen2.5-omni, af3, af3-think, salmonn, "
+                   "whisper, simulated)")
     m.add_argument("--model-path", help="local checkpoint folder or hub id (simulated: key=value parameters)")
     m.add_argument("--model-label", help="name written in rows (default: --model)")
     m.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),

@@ -16,6 +16,9 @@ Builders (all deterministic for a given ``seed``: same files, same weights):
   + ``AudioFlamingo3Processor``, and the AF-Think ``think/`` LoRA adapter.
 - :func:`build_text_lm` - a text-only ``Qwen2ForCausalLM`` with a ChatML chat template, like
   ``Qwen/Qwen2.5-0.5B-Instruct`` (the outside rewriter of ``rewrite-*`` interventions).
+- :func:`build_whisper` - ``WhisperForConditionalGeneration`` + ``WhisperProcessor`` (128 mel bins).
+- :func:`build_salmonn` - SALMONN's four official parts: a Whisper folder, ``beats.pt``, a
+  Vicuna-style Llama folder and ``salmonn.pth``.
 
 Loading recipes (the same for the tiny folders and the real checkpoints)
 ------------------------------------------------------------------------
@@ -110,6 +113,8 @@ __all__ = [
     "build_af3",
     "build_af3_think_adapter",
     "build_text_lm",
+    "build_whisper",
+    "build_salmonn",
     "text_config_sizes",
 ]
 
