@@ -313,3 +313,15 @@ def test_render_sections_formats():
     assert lines[-1].startswith("sanity,m,-,clean,assistant,,,,,") and len(lines) == 1 + 3 + 1
     data = json.loads(render_sections(tables, "json"))
     assert data["aoc"][0]["aoc"] == pytest.approx(0.375) and data["sanity"][0]["changed"] == 0
+
+
+def test_rewrite_curves_use_the_unchanged_share_and_the_baseline_reference():
+    rows = [_row("p", f"k={k}", "rewrite-paraphrase", {"k": k, "total": 2, "share": k / 2}, pred, baseline_pred=1)
+            for k, pred in ((1, 1), (2, 0))]
+    rows += [_row("q", f"step={i}", "rewrite-mistake", {"step": i, "total": 2, "share": i / 2}, pred, baseline_pred=3)
+             for i, pred in ((0, 2), (1, 3))]
+    points = {(p.intervention, p.share_kept): p.consistency for p in fa.consistency_curves(rows)}
+    # paraphrasing 1 of 2 sentences keeps half unchanged (same answer), all of them none (changed)
+    assert points == {("rewrite-paraphrase", 0.5): 1.0, ("rewrite-paraphrase", 0.0): 0.0,
+                      ("rewrite-mistake", 0.0): 0.0, ("rewrite-mistake", 0.5): 1.0}
+    assert fa.aoc_table(rows, n_resamples=100) == []
