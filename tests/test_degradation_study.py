@@ -59,6 +59,9 @@ modes: [direct]
     rows = _rows(run / "results.jsonl")
     assert len(rows) == 2 * 2 * 3 and not any(r["error"] for r in rows)
     assert all(r["pred"] is None and r["raw_output"] is not None for r in rows)
+    job_table = json.loads((run / "score.json").read_text())  # the launch's score job, against the manifest
+    job_groups = job_table["wer"] if isinstance(job_table, dict) else job_table
+    assert len(job_groups) == 4 and all("wer" in g for g in job_groups)
     capsys.readouterr()
     assert score_main([str(run / "results.jsonl"), "--manifest", str(manifest), "--by", "model,subset,condition",
                        "--format", "json"]) == 0
@@ -94,6 +97,11 @@ modes: [direct]
     assert not any(r["error"] for r in rows.values())
     for it in items:
         assert (it.audio is None) == (it.meta["modality"] == "text") and it.meta["twin"] in rows
+    tables = json.loads((run / "degradation.json").read_text())  # the launch's score job
+    overall = [r for r in tables["mmlu"] if r["subject"] == "all"]
+    assert len(overall) == 1 and overall[0]["pairs"] == 2
+    text_correct = sum(bool(r["correct"]) for r in rows.values() if r["id"].endswith("_text"))
+    assert overall[0]["acc_text"] == text_correct / 2
 
 
 def test_timbre_range_classification(tmp_path):
@@ -113,6 +121,8 @@ modes: [direct]
     rows = _rows(run / "results.jsonl")
     assert len(rows) == 4 and not any(r["error"] for r in rows)
     assert {r["prompt"] for r in rows} == {"timbre-v1"}
-    score = json.loads((run / "score.json").read_text())
-    groups = score if isinstance(score, list) else score["accuracy"]
-    assert sum(g["items"] for g in groups) == 4
+    tables = json.loads((run / "degradation.json").read_text())  # the launch's score job
+    confusion = tables["confusion"]
+    gold = {r["id"]: r for r in rows}
+    assert sum(sum(v for k, v in c.items() if k.startswith("pred_")) for c in confusion) == 4
+    assert len(gold) == 4

@@ -152,6 +152,20 @@ def plan_arrays(sweep: Sweep, profile: ClusterProfile, tasks: Sequence[Task]) ->
 
 # --------------------------------------------------------------------------- follow-up jobs
 
+def _single_manifest(sweep: Sweep) -> Tuple[Optional[str], bool, bool]:
+    """The manifest of a one-dataset sweep (None otherwise), whether it has items the
+    degradation tables read (text/audio twins, classification), and whether it has items
+    with options (anything to plot accuracy of)."""
+    from toolkit.manifest import read_manifest
+
+    if len(sweep.datasets) != 1:
+        return None, False, True
+    manifest = sweep.datasets[0].manifest
+    items = read_manifest(manifest)
+    return (str(manifest), any(it.task == "classify" or "twin" in it.meta for it in items),
+            any(it.task != "asr" for it in items))
+
+
 def merge_job(run_dir: str) -> Dict[str, Any]:
     """The merge job: merge the run's shard files (refuses when anything is missing).
 
@@ -165,10 +179,14 @@ def merge_job(run_dir: str) -> Dict[str, Any]:
     return {"outputs": [str(p) for p in report.outputs], "rows": report.rows, "missing": report.missing}
 
 
-def score_job(run_dir: str, by: Sequence[str], faithfulness: bool = False) -> List[str]:
+def score_job(run_dir: str, by: Sequence[str], faithfulness: bool = False, manifest: Optional[str] = None,
+              degradation: bool = False, plots: bool = True) -> List[str]:
     """The score job: ``bin/score`` on the merged results, as markdown, CSV and JSON plus plots;
     with ``faithfulness`` (a sweep with interventions or spoken hints) also the faithfulness
-    tables (``faithfulness.md``, ``faithfulness.json``) and their plots.
+    tables (``faithfulness.md``, ``faithfulness.json``) and their plots. With ``manifest`` (a
+    sweep of one dataset) the rows are scored against it, so ASR items get WER tables, and
+    with ``degradation`` (text/audio twins or classification items) the degradation tables.
+    ``plots`` is off for a sweep of ASR items only (no accuracy to plot).
 
     Returns:
         The files written.
@@ -180,12 +198,20 @@ def score_job(run_dir: str, by: Sequence[str], faithfulness: bool = False) -> Li
 
     root = Path(run_dir)
     written = []
-    runs = [("markdown", "score.md", ["--by", ",".join(by), "--plots", str(root / "plots")]),
-            ("csv", "score.csv", ["--by", ",".join(by)]), ("json", "score.json", ["--by", ",".join(by)])]
+    grouped = ["--by", ",".join(by)]
+    runs = [("markdown", "score.md", grouped + (["--plots", str(root / "plots")] if plots else [])),
+            ("csv", "score.csv", grouped), ("json", "score.json", grouped)]
     if faithfulness:
         runs += [("markdown", "faithfulness.md", ["--faithfulness", "--plots", str(root / "plots")]),
                  ("json", "faithfulness.json", ["--faithfulness"])]
+    if degradation and manifest is not None:
+        runs += [("markdown", "degradation.md", ["--degradation", "--plots", str(root / "plots")]),
+                 ("json", "degradation.json", ["--degradation"])]
+    if manifest is not None:
+        runs = [(fmt, name, extra + ["--manifest", manifest]) for fmt, name, extra in runs]
     for fmt, name, extra in runs:
+        if fmt == "csv" and manifest is not None and "--faithfulness" not in extra:
+            continue  # rows of several kinds (accuracy and WER) do not fit one CSV table
         argv = [str(root / "results.jsonl"), *extra, "--format", fmt, "--out", str(root / name), "--quiet"]
         code = score_main(argv)
         if code != 0:
@@ -343,8 +369,9 @@ class Launch:
         submission["jobs"].append(_job_entry(merge, "merge"))
         self._save()
         faithfulness = bool(sweep.interventions) or any(c.startswith("inject-") for c in sweep.conditions)
-        score = executor.submit_after(functools.partial(score_job, run_dir, list(sweep.score_by), faithfulness),
-                                      "score",
+        manifest, degradation, choices = _single_manifest(sweep)
+        score = executor.submit_after(functools.partial(score_job, run_dir, list(sweep.score_by), faithfulness,
+                                                        manifest, degradation, choices), "score",
                                       submitit_parameters(settings, account, setup, f"{sweep.experiment}-score"),
                                       [merge], require_success=True)
         submission["jobs"].append(_job_entry(score, "score"))
