@@ -95,8 +95,10 @@ def _check_complete(run_dir: Path, units: int, items: int) -> list:
 
 def test_sweep_runs_as_arrays_with_merge_and_score_jobs_and_matches_local(slurm_cluster, tmp_path):
     sweep_file = _write(tmp_path / "grid.yaml", SWEEP)
+    profile = _write(tmp_path / "small-arrays.yaml",
+                     PROFILE.read_text().replace("max_array_size: 1000", "max_array_size: 2"))
     out = tmp_path / "slurm"
-    code = launch_main([str(sweep_file), "--executor", "slurm", "--profile", str(PROFILE), "--out", str(out),
+    code = launch_main([str(sweep_file), "--executor", "slurm", "--profile", str(profile), "--out", str(out),
                         "--wait", "-q"])
     run_dir = out / "grid"
     record = read_launch(run_dir)
@@ -104,7 +106,9 @@ def test_sweep_runs_as_arrays_with_merge_and_score_jobs_and_matches_local(slurm_
     assert code == 0, jobs
     assert [j["state"] for j in jobs] == ["COMPLETED"] * len(jobs)
     assert sum(j["kind"] == "task" for j in jobs) == 2 * 3  # models x (2 + 1 shards)
-    assert len({j["job_id"].split("_")[0] for j in jobs if j["kind"] == "task"}) == 2  # one array per model
+    # per model, 3 tasks split at the cluster's (profile's) max array size of 2: arrays of 2 and 1
+    arrays = [j["job_id"].split("_")[0] for j in jobs if j["kind"] == "task"]
+    assert [arrays.count(a) for a in dict.fromkeys(arrays)] == [2, 1, 2, 1]
     rows = _check_complete(run_dir, units=2 * 3 * 2, items=6 + 3)
     assert (run_dir / "results.h5").exists() and "| tiny | demo-b |" in (run_dir / "score.md").read_text()
     assert run_status(run_dir)[-2] == f"total: {len(rows)}/{len(rows)} rows"
