@@ -145,14 +145,15 @@ def test_a_task_killed_hard_is_finished_by_resume(slurm_cluster, tmp_path):
     launch.submit()
     shard = sweep.run_dir / "sim" / "demo" / "clean" / "direct" / "shard-00000-of-00001.jsonl"
     _wait_for_rows(shard, 3)
-    subprocess.run(["scancel", "--signal=KILL", "--full", _task_job(sweep.run_dir)], check=True)
+    # SIGKILL to the task's process (its job step): no handler, no checkpoint, mid-write maybe
+    subprocess.run(["scancel", "--signal=KILL", _task_job(sweep.run_dir)], check=True)
     states = launch.wait(poll_s=1.0)
     task_state = next(s for label, s in states.items() if label.startswith("task:"))
     assert task_state != "COMPLETED" and states["merge:merge"] == "FAILED", states
     assert states["score:score"] != "COMPLETED"
     assert not (sweep.run_dir / "results.jsonl").exists()
-    kept = shard.read_bytes().count(b"\n")
-    assert 3 <= kept < 15
+    written = sum(p.read_bytes().count(b"\n") for p in sweep.run_dir.glob("sim/demo/*/direct/shard-*.jsonl"))
+    assert 3 <= written < 30
 
     code = launch_main([str(sweep_file), "--executor", "slurm", "--profile", str(PROFILE),
                         "--out", str(tmp_path / "out"), "--resume", "--wait", "-q"])
