@@ -247,3 +247,14 @@ def test_simulated_follows_a_spoken_hint_at_the_configured_rate(demo, tmp_path):
     assert abs(followed - expected) < 3.5 * math.sqrt(expected * (1 - expected / len(rows)))
     sidecar = json.loads((tmp_path / "wrong.jsonl.meta.json").read_text())
     assert sidecar["params"]["fingerprint"]["hints"]["hint_source"] == "folder"
+
+
+def test_items_with_audio_and_text_only_items_are_batched_apart():
+    from toolkit.infer import plan_units
+
+    items = [Item(id=f"q{i}", dataset="mmlu", audio=None if i % 2 else f"q{i}.wav", question="Q?",
+                  choices=["a", "b"], answer=0) for i in range(6)]
+    units = plan_units(items, {("q0", 0, "")}, 2, length=lambda it: float(it.id[1:]))
+    order = [(u.run, u.item.id) for u in units]
+    assert order == [(0, "q4"), (0, "q2"), (0, "q5"), (0, "q3"), (0, "q1"),
+                     (1, "q4"), (1, "q2"), (1, "q0"), (1, "q5"), (1, "q3"), (1, "q1")]

@@ -123,7 +123,8 @@ def _duration(item: Item, data_root: Optional[Path]) -> float:
 
 
 def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable[[Item], float]) -> List[WorkUnit]:
-    """Pending (item, run) units in processing order: by run, then longest prompt first, then id.
+    """Pending (item, run) units in processing order: by run, items with audio before text-only
+    ones (a batch mixing both cannot share one processor call), then longest prompt first, then id.
 
     Args:
         items: the shard's items.
@@ -136,7 +137,7 @@ def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable
     """
     lengths = {item.id: length(item) for item in items}
     units = [WorkUnit(item, run) for run in range(num_runs) for item in items if (item.id, run, "") not in done]
-    units.sort(key=lambda u: (u.run, -lengths[u.item.id], u.item.id))
+    units.sort(key=lambda u: (u.run, u.item.audio is None, -lengths[u.item.id], u.item.id))
     return units
 
 
