@@ -321,11 +321,8 @@ class Launch:
             lines += [f"  task {j}: {t.label}" for j, t in enumerate(array.tasks[:3])]
             if len(array.tasks) > 3:
                 lines.append(f"  ... {len(array.tasks) - 3} more tasks")
-        merge = submitit_parameters(self.profile.settings(merge=True), (self.profile.settings(merge=True)
-                                    .get("accounts") or [None])[0], list(self.profile.settings(merge=True)
-                                    .get("setup") or []), f"{sweep.experiment}-merge")
         lines += ["", "merge job (afterany on every array, then checks completeness):"]
-        lines += [f"  {line}" for line in sbatch_preview(merge, 0, 1)]
+        lines += [f"  {line}" for line in sbatch_preview(self._followup_params(f"{sweep.experiment}-merge"), 0, 1)]
         lines += ["score job (afterok on merge): bin/score results.jsonl --by " + ",".join(sweep.score_by)]
         return lines
 
@@ -357,23 +354,26 @@ class Launch:
         self._submit_followups(executor, sweep, task_refs, submission)
         return self.record
 
+    def _followup_params(self, job_name: str) -> Dict[str, Any]:
+        """submitit parameters of the merge and score jobs (the profile's ``merge`` settings)."""
+        settings = self.profile.settings(merge=True)
+        return submitit_parameters(settings, (settings.get("accounts") or [None])[0],
+                                   list(settings.get("setup") or []), job_name)
+
     def _submit_followups(self, executor: Executor, sweep: Sweep, task_refs: List[JobRef],
                           submission: Dict[str, Any]) -> None:
-        settings = self.profile.settings(merge=True)
-        account = (settings.get("accounts") or [None])[0]
-        setup = list(settings.get("setup") or [])
         run_dir = str(sweep.run_dir)
         merge = executor.submit_after(functools.partial(merge_job, run_dir), "merge",
-                                      submitit_parameters(settings, account, setup, f"{sweep.experiment}-merge"),
-                                      task_refs, require_success=False)
+                                      self._followup_params(f"{sweep.experiment}-merge"), task_refs,
+                                      require_success=False)
         submission["jobs"].append(_job_entry(merge, "merge"))
         self._save()
         faithfulness = bool(sweep.interventions) or any(c.startswith("inject-") for c in sweep.conditions)
         manifest, degradation, choices = _single_manifest(sweep)
         score = executor.submit_after(functools.partial(score_job, run_dir, list(sweep.score_by), faithfulness,
                                                         manifest, degradation, choices), "score",
-                                      submitit_parameters(settings, account, setup, f"{sweep.experiment}-score"),
-                                      [merge], require_success=True)
+                                      self._followup_params(f"{sweep.experiment}-score"), [merge],
+                                      require_success=True)
         submission["jobs"].append(_job_entry(score, "score"))
         self.refs += [("merge", merge), ("score", score)]
         self._save()
