@@ -165,7 +165,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$MUNGE_SOCK
+# cred_expire: a requeued job waits this long (default 120 s) before it may start again;
+# short here so requeue tests finish in seconds
+AuthInfo=socket=$MUNGE_SOCK,cred_expire=10
 StateSaveLocation=$STATE/spool/ctld
 SlurmdSpoolDir=$STATE/spool/d
 SlurmctldPidFile=$(pidfile slurmctld)
