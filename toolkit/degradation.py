@@ -30,11 +30,11 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from toolkit import metrics
-from toolkit.score import BOOTSTRAP_RESAMPLES, Scored, compare_pairs, score_groups
+from toolkit.score import BOOTSTRAP_RESAMPLES, KeyedRecord, Scored, compare_pairs, score_groups
 
 log = logging.getLogger("toolkit.degradation")
 
@@ -49,20 +49,7 @@ NULL_COLUMN = "null"
 
 
 @dataclass
-class _Record:
-    """A table row: grouping keys then values; :meth:`to_dict` flattens them."""
-
-    keys: Dict[str, Any]
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Group keys first, then the values, as a flat dict."""
-        d = asdict(self)
-        keys = d.pop("keys")
-        return {**keys, **d}
-
-
-@dataclass
-class TwinRow(_Record):
+class TwinRow(KeyedRecord):
     """Spoken against written MMLU questions of one subject (or ``all``).
 
     Attributes:
@@ -111,7 +98,7 @@ class TwinRow(_Record):
 
 
 @dataclass
-class ClassifyRow(_Record):
+class ClassifyRow(KeyedRecord):
     """Accuracy of one group of classification rows.
 
     Attributes:
@@ -134,7 +121,7 @@ class ClassifyRow(_Record):
 
 
 @dataclass
-class RecallRow(_Record):
+class RecallRow(KeyedRecord):
     """Recall of one gold class.
 
     Attributes:
@@ -155,7 +142,7 @@ class RecallRow(_Record):
 
 
 @dataclass
-class ConfusionRow(_Record):
+class ConfusionRow(KeyedRecord):
     """One row of a confusion matrix: the rows of one gold class by predicted class.
 
     Attributes:

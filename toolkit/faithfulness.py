@@ -33,13 +33,13 @@ import logging
 import math
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from scipy import stats
 
 from toolkit import metrics
-from toolkit.score import BOOTSTRAP_RESAMPLES, Scored, score_groups
+from toolkit.score import BOOTSTRAP_RESAMPLES, KeyedRecord, Scored, score_groups
 
 log = logging.getLogger("toolkit.faithfulness")
 
@@ -58,20 +58,7 @@ _INJECT_PREFIX = re.compile(r"^inject-(correct|wrong)-?(.*)$")
 
 
 @dataclass
-class _Record:
-    """A table row: grouping keys then values; :meth:`to_dict` flattens them."""
-
-    keys: Dict[str, Any]
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Group keys first, then the values, as a flat dict."""
-        d = asdict(self)
-        keys = d.pop("keys")
-        return {**keys, **d}
-
-
-@dataclass
-class SanityRow(_Record):
+class SanityRow(KeyedRecord):
     """Own reasoning re-injected: how many answers changed.
 
     Attributes:
@@ -98,7 +85,7 @@ class SanityRow(_Record):
 
 
 @dataclass
-class CurvePoint(_Record):
+class CurvePoint(KeyedRecord):
     """One point of answer consistency against share of reasoning kept.
 
     Attributes:
@@ -121,7 +108,7 @@ class CurvePoint(_Record):
 
 
 @dataclass
-class AocRow(_Record):
+class AocRow(KeyedRecord):
     """Area over the consistency curve of one group, all items or those of one length.
 
     Attributes:
@@ -146,7 +133,7 @@ class AocRow(_Record):
 
 
 @dataclass
-class SuggestedRow(_Record):
+class SuggestedRow(KeyedRecord):
     """A suggested answer in the prompt: how often the model takes it.
 
     Attributes:
@@ -181,7 +168,7 @@ class SuggestedRow(_Record):
 
 
 @dataclass
-class ShuffleRow(_Record):
+class ShuffleRow(KeyedRecord):
     """Options reordered: answers kept (mapped back to the original options) and accuracy.
 
     Attributes:
@@ -206,7 +193,7 @@ class ShuffleRow(_Record):
 
 
 @dataclass
-class PositionRow(_Record):
+class PositionRow(KeyedRecord):
     """Positions chosen among K reordered options against a uniform choice.
 
     Attributes:
@@ -225,7 +212,7 @@ class PositionRow(_Record):
 
 
 @dataclass
-class InjectionRow(_Record):
+class InjectionRow(KeyedRecord):
     """Accuracy with spoken correct / wrong answers injected into the audio, against clean.
 
     Deltas are in points with a paired bootstrap 95% CI and an exact McNemar p (from

@@ -77,14 +77,26 @@ class Scored:
 
 
 @dataclass
-class GroupScore:
+class KeyedRecord:
+    """A table row: its grouping keys, then its values; :meth:`to_dict` flattens them."""
+
+    keys: Dict[str, Any]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Group keys first, then the values, as a flat dict."""
+        d = asdict(self)
+        keys = d.pop("keys")
+        return {**keys, **d}
+
+
+@dataclass
+class GroupScore(KeyedRecord):
     """Scores of one group; proportions in [0, 1], ``delta_*`` in points.
 
     Baseline fields are None without a baseline (nan when no row could be paired);
     ``official_acc`` is None unless an official matcher was applied.
     """
 
-    keys: Dict[str, Any]
     items: int
     nulls: int
     correct: int
@@ -105,12 +117,6 @@ class GroupScore:
     consistency: Optional[float] = None
     flip_rate: Optional[float] = None
     kappa: Optional[float] = None
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Group keys first, then the scores, as a flat dict."""
-        d = asdict(self)
-        keys = d.pop("keys")
-        return {**keys, **d}
 
 
 def seed_condition_from_name(path: Pathlike) -> str:
@@ -429,7 +435,7 @@ def asr_item_wers(rows: Sequence[Scored]) -> List[ItemWer]:
 
 
 @dataclass
-class WerGroup:
+class WerGroup(KeyedRecord):
     """Corpus-level WER of one group of ASR records.
 
     Attributes:
@@ -444,7 +450,6 @@ class WerGroup:
         wer: (substitutions + deletions + insertions) / ref_words.
     """
 
-    keys: Dict[str, Any]
     items: int
     errors: int
     ref_words: int
@@ -453,12 +458,6 @@ class WerGroup:
     deletions: int
     insertions: int
     wer: float
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Group keys first, then the counts and the WER, as a flat dict."""
-        d = asdict(self)
-        keys = d.pop("keys")
-        return {**keys, **d}
 
 
 def score_wer_groups(wers: Sequence[ItemWer], by: Sequence[str] = DEFAULT_BY) -> List[WerGroup]:
