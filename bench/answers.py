@@ -40,7 +40,7 @@ Row = Tuple[str, Sequence[str]]
 
 def _seed_rows(data: Path) -> List[Row]:
     """(raw output, choices) for every run of every earlier result file under ``data``."""
-    from toolkit.cli.repair import load_items
+    from toolkit.manifest import load_items
     from toolkit.results import read_results
 
     rows: List[Row] = []

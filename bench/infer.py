@@ -21,10 +21,10 @@ as a user runs it, and the baseline as a small inline script (``python3 -c``). M
   baseline process, and for the toolkit in one extra small process timing ``load_backend``.
 
 Models: randomly initialised Qwen2-Audio of the real classes built by
-``toolkit.models.tiny.build_qwen2_audio`` into ``bench/out/models/<size>`` (reused when
-present): ``tiny`` (default builder sizes, overhead-bound) and ``100m`` (hidden 1024,
-8 layers, audio d_model 256: ~94M parameters; decode is weight-bandwidth-bound on CPU, like a
-7B on a GPU). Runs are interleaved (baseline, toolkit, per repeat); figures are medians.
+``toolkit.models.registry.build_tiny("qwen2-audio", folder, size=<size>)`` into
+``bench/out/models/<size>`` (reused when present), sizes from ``toolkit.models.tiny.SIZES``:
+``tiny`` (the tests' sizes, overhead-bound) and ``100m`` (hidden 1024, 8 layers, audio d_model
+256: ~94M parameters; decode is weight-bandwidth-bound on CPU, like a 7B on a GPU). Runs are interleaved (baseline, toolkit, per repeat); figures are medians.
 
     python3 bench/infer.py [--sizes tiny,100m] [--batch-size 8] [--limit N] [--repeats 1]
                            [--device cpu|cuda] [--hop single|multi|all]
@@ -56,10 +56,7 @@ from toolkit.prompts import get_prompt, render_user_text  # noqa: E402
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "sakura-mini"
 OUT = REPO / "bench" / "out"
 PROMPT = "seed-reasoning"
-SIZES = {  # builder kwargs, forced answer length
-    "tiny": ({}, 16),
-    "100m": ({"hidden_size": 1024, "num_layers": 8, "audio_d_model": 256}, 24),
-}
+SIZES = {"tiny": 16, "100m": 24}  # toolkit.models.tiny.SIZES name -> forced answer length
 READY_MARK = "loaded Qwen2AudioForConditionalGeneration"
 
 # The one-item-at-a-time loop. argv: jobs.json model_dir device dtype max_new_tokens out.json
@@ -143,10 +140,10 @@ def _model(size: str) -> Path:
     """The cached model folder of ``size``, built on first use (in a subprocess)."""
     folder = OUT / "models" / size
     if not all((folder / name).exists() for name in ("config.json", "model.safetensors", "processor_config.json")):
-        kwargs, _ = SIZES[size]
         print(f"building the {size} model in {folder} ...", flush=True)
-        subprocess.run([sys.executable, "-c", "import sys; from toolkit.models.tiny import build_qwen2_audio; "
-                        f"build_qwen2_audio(sys.argv[1], **{kwargs!r})", str(folder)], check=True, cwd=REPO)
+        subprocess.run([sys.executable, "-c", "import sys; from toolkit.models.registry import build_tiny; "
+                        "build_tiny('qwen2-audio', sys.argv[1], size=sys.argv[2])", str(folder), size],
+                       check=True, cwd=REPO)
     return folder
 
 
@@ -246,7 +243,7 @@ def main() -> int:
     table = []
     for size in sizes:
         model = _model(size)
-        n_new = args.max_new_tokens or SIZES[size][1]
+        n_new = args.max_new_tokens or SIZES[size]
         runs: Dict[str, List[Dict]] = {"base": [], "tk": []}
         for rep in range(args.repeats):
             b = _baseline(jobs_path, model, args.device, dtype_name, n_new, work, env)

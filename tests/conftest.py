@@ -43,14 +43,12 @@ def tiny_folders(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     Keys: ``qwen2-audio``, ``qwen2.5-omni``, ``af3`` (with its ``think/`` adapter).
     """
-    from toolkit.models import tiny
+    from toolkit.models.registry import build_tiny
 
     root = tmp_path_factory.mktemp("tiny-models")
-    folders = {"qwen2-audio": tiny.build_qwen2_audio(root / "qwen2-audio"),
-               "qwen2.5-omni": tiny.build_qwen25_omni(root / "qwen2.5-omni"),
-               "af3": tiny.build_af3(root / "af3")}
-    tiny.build_af3_think_adapter(folders["af3"])
-    return folders
+    return {"qwen2-audio": build_tiny("qwen2-audio", root / "qwen2-audio"),
+            "qwen2.5-omni": build_tiny("qwen2.5-omni", root / "qwen2.5-omni"),
+            "af3": build_tiny("af3-think", root / "af3")}
 
 
 @pytest.fixture(scope="session")

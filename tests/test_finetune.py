@@ -28,10 +28,10 @@ TRAIN_ARGS = ["--epochs", "4", "--batch-size", "2", "--eval-batch-size", "2", "-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Qwen2-Audio folder with a small audio encoder (fast forward passes on CPU)."""
-    from toolkit.models.tiny import build_qwen2_audio
+    from toolkit.models.registry import build_tiny
 
-    return build_qwen2_audio(tmp_path_factory.mktemp("ft-model") / "qwen2-audio", hidden_size=64, num_layers=2,
-                             audio_d_model=16, audio_layers=1, seed=0)
+    return build_tiny("qwen2-audio", tmp_path_factory.mktemp("ft-model") / "qwen2-audio", hidden_size=64,
+                      num_layers=2, audio_d_model=16, audio_layers=1, seed=0)
 
 
 def _items(root: Path, split: str, n: int, offset: int) -> List[Item]:

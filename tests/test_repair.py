@@ -69,7 +69,7 @@ def seed_files(tmp_path: Path) -> dict:
 
 
 def _items(manifest: Path) -> dict:
-    from toolkit.cli.repair import load_items
+    from toolkit.manifest import load_items
 
     return {item.id: item for item in load_items(manifest)}
 

@@ -1,6 +1,6 @@
 """The salmonn backend: BEATs, its fbank, the official checkpoint layout and key mapping, bin/infer.
 
-A tiny random SALMONN (toolkit.models.tiny.build_salmonn) is saved as the release's four
+A tiny random SALMONN (build_tiny("salmonn", ...)) is saved as the release's four
 separate parts and loaded through the same loader a real download goes through.
 """
 
@@ -34,9 +34,9 @@ SHORT = ["--max-new-tokens", "5", "--min-new-tokens", "5", "-q"]
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    from toolkit.models.tiny import build_salmonn
+    from toolkit.models.registry import build_tiny
 
-    return build_salmonn(tmp_path_factory.mktemp("salmonn") / "salmonn")
+    return build_tiny("salmonn", tmp_path_factory.mktemp("salmonn") / "salmonn")
 
 
 @pytest.fixture(scope="module")

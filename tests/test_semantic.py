@@ -107,7 +107,7 @@ def files(tmp_path: Path) -> dict:
 
 
 def _items(manifest: Path) -> dict:
-    from toolkit.cli.repair import load_items
+    from toolkit.manifest import load_items
 
     return {item.id: item for item in load_items(manifest)}
 

@@ -1,4 +1,5 @@
-"""Tiny real checkpoints (toolkit.models.tiny): build, reload with from_pretrained, generate.
+"""Tiny real checkpoints (toolkit.models.registry.build_tiny, toolkit.models.tiny): build, reload
+with from_pretrained, generate.
 
 Every model is a real transformers class with random weights, saved to a temp folder and
 loaded back like a hub checkpoint. The three folders are built once per session.
@@ -18,6 +19,7 @@ transformers = pytest.importorskip("transformers")
 
 from toolkit.models import tiny  # noqa: E402
 from toolkit.models.af3 import to_model_keys  # noqa: E402
+from toolkit.models.registry import build_tiny  # noqa: E402
 
 SR = 16000
 KINDS = ("qwen2-audio", "qwen2.5-omni", "af3")
@@ -294,17 +296,16 @@ def test_af3_think_adapter_loads_with_peft_and_changes_the_logits(
 def test_building_twice_gives_identical_weights(tmp_path: Path, tiny_folders: Dict[str, Path]) -> None:
     from safetensors.torch import load_file
 
-    builders = {"qwen2-audio": tiny.build_qwen2_audio, "qwen2.5-omni": tiny.build_qwen25_omni, "af3": tiny.build_af3}
-    for kind, build in builders.items():
-        again = load_file(str(build(tmp_path / kind) / "model.safetensors"))
+    for kind in KINDS:
+        again = load_file(str(build_tiny(kind, tmp_path / kind) / "model.safetensors"))
         first = load_file(str(tiny_folders[kind] / "model.safetensors"))
         assert set(again) == set(first)
         assert all(torch.equal(again[k], first[k]) for k in first), kind
         assert (tmp_path / kind / "tokenizer.json").read_bytes() == (tiny_folders[kind] / "tokenizer.json").read_bytes()
-    other = load_file(str(tiny.build_af3(tmp_path / "af3-seed1", seed=1) / "model.safetensors"))
+    other = load_file(str(build_tiny("af3", tmp_path / "af3-seed1", seed=1) / "model.safetensors"))
     first = load_file(str(tiny_folders["af3"] / "model.safetensors"))
     assert not all(torch.equal(other[k], first[k]) for k in first)
-    think = tiny.build_af3_think_adapter(tmp_path / "af3")
+    think = build_tiny("af3-think", tmp_path / "af3") / "think"
     assert (think / "adapter_model.safetensors").read_bytes() == (
         tiny_folders["af3"] / "think" / "adapter_model.safetensors"
     ).read_bytes()

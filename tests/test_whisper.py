@@ -32,9 +32,9 @@ REFERENCES = {"u-sine": "the cat sat on the mat", "u-chirp": "hello big world", 
 
 @pytest.fixture(scope="module")
 def whisper_folder(tmp_path_factory) -> Path:
-    from toolkit.models.tiny import build_whisper
+    from toolkit.models.registry import build_tiny
 
-    return build_whisper(tmp_path_factory.mktemp("whisper") / "whisper")
+    return build_tiny("whisper", tmp_path_factory.mktemp("whisper") / "whisper")
 
 
 @pytest.fixture(scope="module")

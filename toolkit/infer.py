@@ -7,10 +7,9 @@ batching (runs grouped, longest clips first so an out-of-memory error surfaces a
 a background thread that loads and prepares the next batch while the current one
 generates, OOM halving, error rows, answer extraction and the rows themselves.
 
-Row fields (DESIGN.md): ``id, model, condition, mode, run, prompt, raw_output, reasoning,
-pred, pred_source, correct, error, n_new_tokens, seconds`` plus ``option_logprobs`` when
-options are scored and ``flags`` (e.g. ``audio_truncated_from_s``, ``batch_split``) when
-something was done to the item that a reader must know.
+Rows are :class:`toolkit.rows.ResultRow` records (the README's "Result row"): ``flags``
+(e.g. ``audio_truncated_from_s``, ``batch_split``) say when something was done to the item
+that a reader must know.
 """
 
 from __future__ import annotations
@@ -30,14 +29,13 @@ from toolkit.audio import TARGET_SR, audio_info, load_audio
 from toolkit.errors import ConditionError, InputError, Pathlike
 from toolkit.manifest import Item, resolve_audio
 from toolkit.models.base import Backend, Generation, GenerationSettings, Request
-from toolkit.prompts import PromptTemplate, render_user_text
-from toolkit.runs import ShardWriter
 from toolkit.perturb.hints import HintBank
+from toolkit.prompts import PromptTemplate, render_user_text
+from toolkit.rows import ResultRow
+from toolkit.runs import ShardWriter, select_shard
 from toolkit.perturb.seeding import derive_seed
 
 log = logging.getLogger(__name__)
-
-MODES = ("reasoning", "direct")
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,8 @@ def _duration(item: Item, data_root: Optional[Path]) -> float:
         return 0.0
 
 
-def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable[[Item], float]) -> List[WorkUnit]:
+def plan_units(items: Sequence[Item], done: set, num_runs: int,
+               length: Callable[[Item], float]) -> Tuple[List[WorkUnit], int]:
     """Pending (item, run) units in processing order: by run, items with audio before text-only
     ones (a batch mixing both cannot share one processor call), then longest prompt first, then id.
 
@@ -133,12 +132,13 @@ def plan_units(items: Sequence[Item], done: set, num_runs: int, length: Callable
         length: the expected prompt length of an item (sort key; see :meth:`Runner.length_hint`).
 
     Returns:
-        The units still to do. Neighbours have similar lengths, so batches carry little padding.
+        The units still to do (neighbours have similar lengths, so batches carry little
+        padding) and how many were already written.
     """
     lengths = {item.id: length(item) for item in items}
     units = [WorkUnit(item, run) for run in range(num_runs) for item in items if (item.id, run, "") not in done]
     units.sort(key=lambda u: (u.run, u.item.audio is None, -lengths[u.item.id], u.item.id))
-    return units
+    return units, len(items) * num_runs - len(units)
 
 
 class Runner:
@@ -264,33 +264,31 @@ class Runner:
         per_item = (time.perf_counter() - start) / len(units)
         return [(unit, out, per_item) for unit, out in zip(units, outs)]
 
-    def row(self, unit: WorkUnit, out: Optional[Generation], seconds: float) -> Dict[str, Any]:
+    def row(self, unit: WorkUnit, out: Optional[Generation], seconds: float) -> ResultRow:
         """The result row of one unit; for ``task: asr`` items ``raw_output`` is the transcript and
-        ``pred``/``pred_source``/``correct`` stay null (no answer extraction, no ``no_answer`` flag)."""
+        ``pred``/``pred_source``/``correct`` stay null (no answer extraction, no ``no_answer`` flag).
+        ``reasoning`` is what the model reasoned when its template asks it to (a reasoning prompt),
+        "" otherwise."""
         item, cfg = unit.item, self.config
-        row: Dict[str, Any] = {
-            "id": item.id, "model": cfg.model_label or cfg.model, "condition": unit.condition, "mode": cfg.mode,
-            "run": unit.run, "prompt": cfg.prompt.name, "raw_output": None, "reasoning": None, "pred": None,
-            "pred_source": None, "correct": None, "error": unit.error, "n_new_tokens": None,
-            "seconds": round(seconds, 4),
-        }
+        fields: Dict[str, Any] = {"id": item.id, "model": cfg.model_label or cfg.model, "condition": unit.condition,
+                                  "mode": cfg.mode, "run": unit.run, "prompt": cfg.prompt.name, "error": unit.error,
+                                  "seconds": round(seconds, 4)}
         if out is not None:
             reasoning, _final = split_reasoning(out.text)
-            row.update(raw_output=out.text, reasoning=reasoning if cfg.mode == "reasoning" else "",
-                       n_new_tokens=out.n_new_tokens)
+            fields.update(raw_output=out.text, reasoning=reasoning if cfg.prompt.mode == "reasoning" else "",
+                          n_new_tokens=out.n_new_tokens)
         if out is not None and item.task != "asr":  # a transcript has no option: pred stays null, WER reads raw_output
             found = extract_answer(out.text, item.choices or [])
-            row.update(pred=found.pred, pred_source=found.source)
+            fields.update(pred=found.pred, pred_source=found.source)
             if found.reason:
                 unit.flags["no_answer"] = found.reason
             if item.answer is not None:
-                accepted = set(item.meta.get("equivalent_answers", [])) | {item.answer}
-                row["correct"] = found.pred in accepted
+                fields["correct"] = item.accepts(found.pred)
             if out.option_logprobs is not None:
-                row["option_logprobs"] = out.option_logprobs
+                fields["option_logprobs"] = out.option_logprobs
         if unit.flags:
-            row["flags"] = dict(unit.flags)
-        return row
+            fields["flags"] = dict(unit.flags)
+        return ResultRow(**fields)
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self, units: List[WorkUnit], writer: ShardWriter, progress: bool = True) -> InferSummary:
@@ -369,6 +367,7 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
     Raises:
         InputError: ``out`` was written with other settings (model, prompt, mode, condition,
             generation settings, seed): a resumed run must not mix rows.
+        FileBusy: another process is writing ``out``.
 
     Example:
         >>> backend = load_backend("simulated", None)                      # doctest: +SKIP
@@ -377,16 +376,38 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
         >>> run_inference(read_manifest("m.jsonl"), backend, cfg, "out.jsonl", "data").line()  # doctest: +SKIP
         'done 24, skipped 0 (already written), failed 0; ...'
     """
-    from toolkit.runs import select_shard
-
-    root = None if data_root is None else Path(data_root)
+    runner = Runner(backend, with_hint_source(config, hints), data_root, hints)
     shard_items = select_shard(list(items), *shard)
-    config = with_hint_source(config, hints)
-    check_or_write_sidecar(Path(out), backend, config, shard_items, root, shard, manifest)
-    runner = Runner(backend, config, root, hints)
-    with ShardWriter(out) as writer:
-        units = plan_units(shard_items, writer.done, config.num_runs, runner.length_hint)
-        skipped = len(shard_items) * config.num_runs - len(units)
+    return run_shard(runner, out, shard_items, shard, manifest,
+                     lambda done: plan_units(shard_items, done, config.num_runs, runner.length_hint), progress)
+
+
+def run_shard(runner: Runner, out: Pathlike, shard_items: Sequence[Item], shard: Tuple[int, int],
+              manifest: Optional[Pathlike], plan: Callable[[set], Tuple[List[WorkUnit], int]],
+              progress: bool = True) -> InferSummary:
+    """Run what ``plan`` says is pending in one result file: take its lock, check (or write) its
+    sidecar, plan from the keys already written, run, and count.
+
+    Args:
+        runner: the runner (its config is the file's fingerprint).
+        out: the result file.
+        shard_items: the shard's items (for the sidecar).
+        shard: (K, N).
+        manifest: the manifest path, for the sidecar.
+        plan: done keys -> (pending units, units already written).
+        progress: show a progress bar.
+
+    Returns:
+        Counts.
+
+    Raises:
+        InputError: ``out`` was written with other settings.
+        FileBusy: another process is writing ``out``.
+    """
+    out = Path(out)
+    with ShardWriter(out, before_open=lambda: check_or_write_sidecar(
+            out, runner.backend, runner.config, shard_items, runner.data_root, shard, manifest)) as writer:
+        units, skipped = plan(writer.done)
         summary = runner.run(units, writer, progress)
     summary.skipped = skipped
     log.info("%s: %s", out, summary.line())

@@ -51,6 +51,20 @@ class Item:
         """The gold answer as a letter (``A`` for index 0), or None when there is none."""
         return None if self.answer is None else letter(self.answer)
 
+    def accepts(self, pred: Optional[int]) -> bool:
+        """Whether option ``pred`` counts as correct: the answer or one of ``meta.equivalent_answers``
+        (MMAU items that list their answer text twice). A null prediction is never correct.
+
+        Example:
+            >>> item = Item(id="x", dataset="d", audio=None, question="?", choices=["a", "b", "a"], answer=0,
+            ...             meta={"equivalent_answers": [0, 2]})
+            >>> [item.accepts(p) for p in (0, 1, 2, None)]
+            [True, False, True, False]
+        """
+        if pred is None or self.answer is None:
+            return False
+        return pred == self.answer or pred in self.meta.get("equivalent_answers", ())
+
     def to_dict(self) -> dict:
         """All fields in schema order, as written to JSONL (``choices`` and ``meta`` are shallow copies)."""
         d = {k: getattr(self, k) for k in FIELD_ORDER}
@@ -134,6 +148,55 @@ def iter_manifest(path: Pathlike) -> Iterator[Item]:
 def read_manifest(path: Pathlike) -> List[Item]:
     """Read and validate a whole manifest; see :func:`iter_manifest` for the errors raised."""
     return list(iter_manifest(path))
+
+
+def read_manifest_ids(path: Pathlike) -> List[str]:
+    """Item ids in manifest order (only ids: the stage that wrote rows validated the items;
+    full validation is slow).
+
+    Raises:
+        InputError: an item without a string id, or an id used twice (naming file and line).
+    """
+    ids: List[str] = []
+    seen: dict = {}
+    for lineno, d in iter_jsonl_objects(path):
+        item_id = d.get("id")
+        if not isinstance(item_id, str) or not item_id:
+            raise InputError("manifest item without a string id", path, lineno)
+        if item_id in seen:
+            raise InputError(f"duplicate id {item_id!r} (first on line {seen[item_id]})", path, lineno)
+        seen[item_id] = lineno
+        ids.append(item_id)
+    return ids
+
+
+def load_items(path: Pathlike) -> List[Item]:
+    """Read a toolkit manifest, or an earlier-scripts one when that is what ``path`` holds.
+
+    Earlier-scripts manifests are read with :func:`toolkit.data.seed_legacy.prepare_seed`,
+    keeping ``true_letter`` as the gold answer (what their results were scored against).
+
+    Args:
+        path: the manifest (JSONL).
+
+    Returns:
+        The items.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        InputError: the file is neither kind of manifest (the toolkit reader's error).
+
+    Example:
+        >>> items = load_items("seed-results/manifests/animal_manifest.jsonl")  # doctest: +SKIP
+    """
+    from toolkit.data.seed_legacy import looks_like_seed_manifest, prepare_seed
+
+    try:
+        return read_manifest(path)
+    except InputError:
+        if not looks_like_seed_manifest(path):
+            raise
+    return prepare_seed(path, on_mismatch="letter")
 
 
 def check_items(items: Iterable[Item], source: str = "items") -> List[Item]:

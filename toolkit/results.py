@@ -1,15 +1,16 @@
 """Read result files in the toolkit's format or the earlier scripts' format, detected per file.
 
-Two formats are recognised from the first row of a file (see ``DESIGN.md``, "Result row"
-and "Seed compatibility"):
+Two formats are recognised from the first row of a file (the README's "Result row" and
+"Files" sections):
 
-* ``toolkit``: one row per item x run, with ``raw_output`` and ``pred`` (0-based index).
+* ``toolkit``: one row per item x run (x variant), with ``raw_output`` and ``pred``
+  (0-based index); read into typed :class:`toolkit.rows.ResultRow` records.
 * ``seed``: the earlier scripts' rows, one per item, with ``predicted_letters`` and
   ``raw_model_outputs`` (lists, one entry per run), ``reasoning``, ``true_letter`` and
-  ``accuracy``.
+  ``accuracy``. They record neither model, condition nor mode: those come from the file's
+  name and folder (:func:`seed_identity`), or are refused rather than guessed.
 
-Rows are kept as the dicts they were read as, so writing them back preserves every field;
-each is wrapped in a :class:`ResultRow` carrying the file and line it came from.
+Each row is a :class:`SourceRow` carrying the file and line it came from.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from toolkit.jsonl import iter_jsonl_objects
 from toolkit.errors import InputError, Pathlike
+from toolkit.jsonl import iter_jsonl_objects
+from toolkit.rows import ResultRow
 
 TOOLKIT = "toolkit"
 SEED = "seed"
@@ -28,27 +30,79 @@ FORMATS = (TOOLKIT, SEED)
 
 _TOOLKIT_KEYS = ("raw_output", "pred")
 _SEED_KEYS = ("predicted_letters", "raw_model_outputs")
-_SEED_MODE = re.compile(r"_(No_)?REAS(?=\.|_|$)", re.I)
+_SEED_NAME = re.compile(r"^(?P<condition>baseline|mask_p\d+|noise_snr-?\d+)_(?P<dataset>[A-Za-z0-9]+)_"
+                        r"(?P<mode>REAS|No_REAS)$")
 
 
 @dataclass
-class ResultRow:
+class SourceRow:
     """One row of a result file.
 
     Attributes:
         path: the file the row was read from.
         line: 1-based line number in ``path``.
-        data: the row as decoded (edited in place by repair).
+        data: the row as decoded (earlier-scripts rows are edited in place by repair).
+        row: toolkit rows: the typed row.
     """
 
     path: str
     line: int
     data: Dict[str, Any]
+    row: Optional[ResultRow] = None
 
     @property
     def id(self) -> str:
         """The row's item id."""
         return self.data["id"]
+
+
+@dataclass(frozen=True)
+class SeedIdentity:
+    """What an earlier-scripts result file's name and folder say about its rows.
+
+    Attributes:
+        model: the folder above the dataset folder (``.../qwen2.5-omni/animal/x.jsonl``), or
+            None when the file is not in a folder named after its dataset.
+        dataset: the dataset part of the name (``animal``).
+        condition: ``clean`` for ``baseline_*``, else the earlier label (``mask_p40``,
+            ``noise_snr10``), which names the earlier scripts' own procedure.
+        mode: ``reasoning`` (``_REAS``) or ``direct`` (``_No_REAS``).
+    """
+
+    model: Optional[str]
+    dataset: str
+    condition: str
+    mode: str
+
+
+def seed_identity(path: Pathlike) -> SeedIdentity:
+    """Model, dataset, condition and mode of an earlier-scripts result file, from its name and folder.
+
+    Args:
+        path: e.g. ``seed-results/qwen2.5-omni/animal/mask_p40_animal_REAS.jsonl``.
+
+    Returns:
+        The identity.
+
+    Raises:
+        InputError: a name that is not ``<baseline|mask_pNN|noise_snrS>_<dataset>_<REAS|No_REAS>.jsonl``
+            (the identity is never guessed).
+
+    Example:
+        >>> seed_identity("seed-results/qwen2.5-omni/animal/mask_p40_animal_REAS.jsonl")
+        SeedIdentity(model='qwen2.5-omni', dataset='animal', condition='mask_p40', mode='reasoning')
+    """
+    p = Path(path)
+    match = _SEED_NAME.match(p.name[:-len(".jsonl")] if p.name.endswith(".jsonl") else p.stem)
+    if match is None:
+        raise InputError("cannot tell the condition and mode of these earlier-scripts rows from the file name "
+                         "(expected <baseline|mask_pNN|noise_snrS>_<dataset>_<REAS|No_REAS>.jsonl); convert it with "
+                         "bin/repair --to toolkit --condition C --mode M --model NAME", path)
+    dataset = match.group("dataset")
+    model = p.parent.parent.name if p.parent.name == dataset and p.parent.parent.name else None
+    condition = "clean" if match.group("condition") == "baseline" else match.group("condition")
+    return SeedIdentity(model=model, dataset=dataset, condition=condition,
+                        mode="direct" if match.group("mode") == "No_REAS" else "reasoning")
 
 
 def detect_format(row: Dict[str, Any]) -> Optional[str]:
@@ -67,29 +121,15 @@ def detect_format(row: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def seed_mode_from_name(path: Pathlike) -> Optional[str]:
-    """The mode an earlier-scripts file name states: ``..._REAS.jsonl`` -> ``"reasoning"``.
-
-    Args:
-        path: a result file name.
-
-    Returns:
-        ``"reasoning"`` for ``_REAS``, ``"direct"`` for ``_No_REAS``, None otherwise.
-    """
-    m = _SEED_MODE.search(Path(path).name)
-    if m is None:
-        return None
-    return "direct" if m.group(1) else "reasoning"
-
-
-def read_results(path: Pathlike) -> Tuple[str, List[ResultRow]]:
+def read_results(path: Pathlike) -> Tuple[str, List[SourceRow]]:
     """Read a result file, detecting its format from its first row.
 
     Args:
         path: a JSONL result file (blank lines are skipped).
 
     Returns:
-        ``(format, rows)``: ``"toolkit"`` or ``"seed"``, and the rows in file order.
+        ``(format, rows)``: ``"toolkit"`` or ``"seed"``, and the rows in file order (toolkit
+        rows with their typed :attr:`SourceRow.row`).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -97,7 +137,7 @@ def read_results(path: Pathlike) -> Tuple[str, List[ResultRow]]:
             object, a row of neither format or of another format than the first row, a
             missing id, mistyped fields, or an empty file.
     """
-    rows: List[ResultRow] = []
+    rows: List[SourceRow] = []
     fmt: Optional[str] = None
     for lineno, d in iter_jsonl_objects(path):
         row_fmt = detect_format(d)
@@ -108,24 +148,22 @@ def read_results(path: Pathlike) -> Tuple[str, List[ResultRow]]:
             fmt = row_fmt
         elif row_fmt != fmt:
             raise InputError(f"a {row_fmt} row in a {fmt} file (format set by the first row)", path, lineno)
-        _check_row(d, fmt, path, lineno)
-        rows.append(ResultRow(str(path), lineno, d))
+        rows.append(SourceRow(str(path), lineno, d, _check_row(d, fmt, path, lineno)))
     if fmt is None:
         raise InputError("no result rows", path)
     return fmt, rows
 
 
-def _check_row(d: Dict[str, Any], fmt: str, path: Pathlike, lineno: int) -> None:
+def _check_row(d: Dict[str, Any], fmt: str, path: Pathlike, lineno: int) -> Optional[ResultRow]:
+    """The typed row of a toolkit line (None for an earlier-scripts line, checked in place)."""
     if not isinstance(d.get("id"), str):
         raise InputError("missing or non-string 'id'", path, lineno)
     key = d["id"]
     if fmt == TOOLKIT:
-        pred = d["pred"]
-        if pred is not None and (isinstance(pred, bool) or not isinstance(pred, int)):
-            raise InputError(f"'pred' must be an integer or null, got {pred!r}", path, lineno, key)
-        if d["raw_output"] is not None and not isinstance(d["raw_output"], str):
-            raise InputError("'raw_output' must be a string or null", path, lineno, key)
-        return
+        try:
+            return ResultRow.from_dict(d)
+        except ValueError as exc:
+            raise InputError(f"not a valid result row: {exc}", path, lineno, key) from None
     letters, outputs = d["predicted_letters"], d["raw_model_outputs"]
     if not isinstance(letters, list) or not isinstance(outputs, list):
         raise InputError("'predicted_letters' and 'raw_model_outputs' must be lists", path, lineno, key)
@@ -137,10 +175,11 @@ def _check_row(d: Dict[str, Any], fmt: str, path: Pathlike, lineno: int) -> None
         raise InputError("'reasoning' must be a list with one entry per run", path, lineno, key)
     if not isinstance(d.get("true_letter"), str):
         raise InputError("missing or non-string 'true_letter'", path, lineno, key)
+    return None
 
 
-def seed_to_toolkit(rows: List[ResultRow], model: str = "unknown", condition: str = "clean",
-                    mode: str = "unknown") -> List[ResultRow]:
+def seed_to_toolkit(rows: List[SourceRow], model: str, condition: str, mode: str,
+                    dataset: Optional[str] = None) -> List[SourceRow]:
     """Turn earlier-scripts rows into toolkit rows, one per run.
 
     Labels the earlier scripts found keep ``pred_source`` ``"seed"``; their nulls stay null
@@ -148,26 +187,26 @@ def seed_to_toolkit(rows: List[ResultRow], model: str = "unknown", condition: st
 
     Args:
         rows: rows read from a ``seed`` file.
-        model: written as ``model`` (the earlier files do not record it).
+        model: written as ``model`` (the earlier files do not record it; see :func:`seed_identity`).
         condition: written as ``condition``.
         mode: written as ``mode``; ``reasoning``/``direct`` also name the prompt
             (``seed-reasoning``/``seed-direct``, the earlier scripts' templates).
+        dataset: written as ``dataset`` when given.
 
     Returns:
         Toolkit rows, each keeping the file and line of the row it came from.
     """
     prompt = f"seed-{mode}" if mode in ("reasoning", "direct") else None
-    out: List[ResultRow] = []
-    for row in rows:
-        d = row.data
+    out: List[SourceRow] = []
+    for source in rows:
+        d = source.data
         reasoning = d.get("reasoning") or [None] * len(d["raw_model_outputs"])
         for run, (old, raw, why) in enumerate(zip(d["predicted_letters"], d["raw_model_outputs"], reasoning)):
             pred = letter_index(old)
-            out.append(ResultRow(row.path, row.line, {
-                "id": d["id"], "model": model, "condition": condition, "mode": mode, "run": run, "prompt": prompt,
-                "raw_output": raw, "reasoning": why, "pred": pred, "pred_source": None if pred is None else "seed",
-                "correct": old is not None and old == d["true_letter"], "error": None, "n_new_tokens": None,
-                "seconds": None}))
+            row = ResultRow(id=d["id"], model=model, condition=condition, mode=mode, run=run, prompt=prompt,
+                            raw_output=raw, reasoning=why, pred=pred, pred_source=None if pred is None else "seed",
+                            correct=old is not None and old == d["true_letter"], dataset=dataset)
+            out.append(SourceRow(source.path, source.line, row.to_dict(), row))
     return out
 
 

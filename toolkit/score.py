@@ -2,16 +2,20 @@
 
 Result files are read with :func:`toolkit.results.read_results`; earlier-scripts rows are
 turned into toolkit rows (one per run) with :func:`toolkit.results.seed_to_toolkit`, their
-mode taken from the ``_REAS`` / ``_No_REAS`` file name and their condition from the file
-name too (``mask_p20_animal_REAS.jsonl`` -> ``mask_p20``: the name without the mode suffix
-and without its last ``_`` part, the dataset).
+model, dataset, condition and mode taken from the file's name and folder
+(:func:`toolkit.results.seed_identity`: ``qwen2.5-omni/animal/mask_p20_animal_REAS.jsonl`` ->
+model ``qwen2.5-omni``, condition ``mask_p20``, mode ``reasoning``), or refused.
 
 Every row becomes a :class:`Scored` record; :func:`score_groups` groups them by any of
 :data:`GROUP_KEYS` and computes one :class:`GroupScore` per group, using the statistics of
-:mod:`toolkit.metrics`. With a baseline, rows are paired by ``(id, run)`` within the same
-values of the grouping keys, except the keys whose values differ between the two sets
-(typically ``condition``); the paired statistics of a group are :func:`compare_pairs`, which
-other tables reuse on their own pairs (e.g. :mod:`toolkit.degradation`: text vs audio twins).
+:mod:`toolkit.metrics`. Rows of different results (model, dataset, prompt, intervention) are
+never pooled unasked: :func:`default_by` groups by every identity key whose value varies.
+With a baseline, rows are paired by ``(id, run)`` within the same values of the grouping
+keys, except the keys whose values differ between the two sets (typically ``condition``),
+and always within the same model, dataset and intervention (and prompt, when the modes are
+paired too): a baseline of another model is refused unless the mismatch is allowed
+(:class:`BaselineMismatch`). The paired statistics of a group are :func:`compare_pairs`,
+which other tables reuse on their own pairs (e.g. :mod:`toolkit.degradation`: text vs audio twins).
 
 Rows of ASR items (manifest ``task: asr``) are not multiple-choice: :func:`split_asr`
 separates them, :func:`asr_item_wers` scores each against its item's ``reference``
@@ -27,23 +31,22 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from toolkit import metrics, wer
 from toolkit.errors import InputError, Pathlike
 from toolkit.manifest import Item
-from toolkit.results import SEED, read_results, seed_mode_from_name, seed_to_toolkit
+from toolkit.results import SEED, read_results, seed_identity, seed_to_toolkit
+from toolkit.rows import ResultRow
 
 log = logging.getLogger("toolkit.score")
 
-GROUP_KEYS = ("dataset", "subset", "hop", "condition", "mode", "model", "run", "variant")
+GROUP_KEYS = ("dataset", "subset", "hop", "condition", "mode", "model", "run", "prompt", "intervention", "variant")
 DEFAULT_BY = ("condition", "mode")
 BOOTSTRAP_RESAMPLES = 10000
-
-_MODE_SUFFIX = re.compile(r"_(No_)?REAS$", re.I)
+#: Identity keys rows are paired on against a baseline (``prompt`` only when the modes are paired too).
+PAIRED_IDENTITY = ("model", "dataset", "intervention")
 
 
 @dataclass
@@ -51,29 +54,45 @@ class Scored:
     """One prediction ready to score.
 
     Attributes:
-        id: item id.
-        run: run index (0 when the row does not say).
+        row: the result row (``bin/condition`` rows keep their ``intervention``,
+            ``baseline_pred`` ... for :mod:`toolkit.faithfulness`).
         keys: the values of :data:`GROUP_KEYS` for this row (None when unknown).
-        pred: predicted option index, None for a null.
         correct: True/False, None for a null prediction.
-        missed_reasoning: a reasoning-mode row whose reasoning is empty.
-        raw_output: the model's output text (None when absent).
+        missed_reasoning: a reasoning-mode row whose reasoning is empty (inference rows only:
+            an intervention's answer follows injected reasoning).
         item: the manifest item, when a manifest was given.
-        error: the row's error message (None when the item ran).
-        data: the row as read (``bin/condition`` rows keep their ``intervention``,
-            ``baseline_pred`` ... here for :mod:`toolkit.faithfulness`).
     """
 
-    id: str
-    run: int
+    row: ResultRow
     keys: Dict[str, Any]
-    pred: Optional[int]
     correct: Optional[bool]
     missed_reasoning: bool
-    raw_output: Optional[str]
     item: Optional[Item] = None
-    error: Optional[str] = None
-    data: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """Item id."""
+        return self.row.id
+
+    @property
+    def run(self) -> int:
+        """Run index."""
+        return self.row.run
+
+    @property
+    def pred(self) -> Optional[int]:
+        """Predicted option index, None for a null."""
+        return self.row.pred
+
+    @property
+    def raw_output(self) -> Optional[str]:
+        """The model's output text (None when absent)."""
+        return self.row.raw_output
+
+    @property
+    def error(self) -> Optional[str]:
+        """The row's error message (None when the item ran)."""
+        return self.row.error
 
 
 @dataclass
@@ -119,20 +138,6 @@ class GroupScore(KeyedRecord):
     kappa: Optional[float] = None
 
 
-def seed_condition_from_name(path: Pathlike) -> str:
-    """The condition an earlier-scripts file name states.
-
-    Args:
-        path: e.g. ``mask_p20_animal_REAS.jsonl``.
-
-    Returns:
-        ``mask_p20``; a name with a single part is returned whole (without the mode suffix).
-    """
-    stem = _MODE_SUFFIX.sub("", Path(path).stem)
-    head, sep, _ = stem.rpartition("_")
-    return head if sep and head else stem
-
-
 def load_scored(paths: Sequence[Pathlike], items: Optional[Mapping[str, Item]] = None) -> List[Scored]:
     """Read result files (toolkit or earlier-scripts rows) into :class:`Scored` records.
 
@@ -156,63 +161,85 @@ def load_scored(paths: Sequence[Pathlike], items: Optional[Mapping[str, Item]] =
     for path in paths:
         fmt, rows = read_results(path)
         if fmt == SEED:
-            rows = seed_to_toolkit(rows, condition=seed_condition_from_name(path),
-                                   mode=seed_mode_from_name(path) or "unknown")
-        for row in rows:
-            d = row.data
+            identity = seed_identity(path)
+            rows = seed_to_toolkit(rows, model=identity.model or "unknown", condition=identity.condition,
+                                   mode=identity.mode, dataset=identity.dataset)
+        for source in rows:
             item = None
             if items is not None:
-                item = items.get(row.id)
+                item = items.get(source.id)
                 if item is None:
-                    raise InputError(f"id {row.id!r} is not in the manifest", row.path, row.line, row.id)
-            out.append(scored_from_row(d, item))
+                    raise InputError(f"id {source.id!r} is not in the manifest", source.path, source.line, source.id)
+            assert source.row is not None
+            out.append(scored_from_row(source.row, item))
         log.info("%s: %d %s rows", path, len(rows), fmt)
     return out
 
 
-def scored_from_row(d: Dict[str, Any], item: Optional[Item] = None) -> Scored:
-    """One toolkit row (a decoded dict) as a :class:`Scored` record.
+def scored_from_row(row: ResultRow, item: Optional[Item] = None) -> Scored:
+    """One result row as a :class:`Scored` record.
 
     Args:
-        d: the row; ``variant`` is a grouping key (``bin/condition`` rows; None otherwise).
+        row: the row.
         item: its manifest item, or None (then the row's own ``correct`` is used).
 
     Returns:
-        The record, keeping ``d`` as its ``data``.
+        The record.
     """
-    pred = d.get("pred")
-    run = d.get("run")
-    run = 0 if run is None else run
-    keys = {k: d.get(k) for k in GROUP_KEYS}
-    keys["run"] = run
+    keys = {"dataset": row.dataset, "subset": None, "hop": None, "condition": row.condition, "mode": row.mode,
+            "model": row.model, "run": row.run, "prompt": row.prompt, "intervention": row.intervention_name,
+            "variant": row.variant or None}
     if item is not None:
         keys.update(dataset=item.dataset, subset=item.subset, hop=item.hop)
-    if pred is None:
+    if row.pred is None:
         correct: Optional[bool] = None
     elif item is not None and item.answer is not None:
-        correct = pred in (set(item.meta.get("equivalent_answers", [])) | {item.answer})
+        correct = item.accepts(row.pred)
     else:
-        correct = bool(d.get("correct"))
-    missed = d.get("mode") == "reasoning" and not d.get("reasoning")
-    return Scored(id=d["id"], run=run, keys=keys, pred=pred, correct=correct, missed_reasoning=missed,
-                  raw_output=d.get("raw_output"), item=item, error=d.get("error"), data=d)
+        correct = bool(row.correct)
+    missed = row.mode == "reasoning" and row.intervention is None and not row.reasoning
+    return Scored(row=row, keys=keys, correct=correct, missed_reasoning=missed, item=item)
 
 
 def _group_key(row: Scored, by: Sequence[str]) -> Tuple[Any, ...]:
     return tuple(row.keys.get(k) for k in by)
 
 
+def pooled_keys(rows: Sequence[Scored], by: Sequence[str]) -> List[str]:
+    """The identity keys (model, dataset, prompt within a mode, intervention, variant) whose
+    values vary among ``rows`` but are not in ``by``: grouping by ``by`` would pool them."""
+    out = []
+    for key in ("model", "dataset", "prompt", "intervention", "variant"):
+        if key in by:
+            continue
+        within = ("mode",) if key == "prompt" else ()
+        values: Dict[Tuple[Any, ...], set] = {}
+        for r in rows:
+            values.setdefault(_group_key(r, within), set()).add(r.keys.get(key))
+        if any(len(v) > 1 for v in values.values()):
+            out.append(key)
+    return out
+
+
 def default_by(rows: Sequence[Scored]) -> Tuple[str, ...]:
-    """:data:`DEFAULT_BY`, plus ``variant`` when some row carries one (``bin/condition`` rows).
+    """:data:`DEFAULT_BY` with every identity key that varies among ``rows``.
 
     Args:
         rows: the records to score.
 
     Returns:
-        The grouping keys: the rows of one intervention variant (``k=2``, ``random-0.25``,
-        ``hint=wrong`` ...) form a group of their own instead of being pooled.
+        The grouping keys: ``model`` and ``dataset`` first when the rows hold several, then
+        condition and mode, then ``prompt`` (several within a mode), ``intervention`` and
+        ``variant`` (``bin/condition`` rows): rows of different results, or of different
+        intervention variants (``k=2``, ``hint=wrong`` ...), form groups of their own.
+
+    Example:
+        >>> default_by(rows_of_two_models)  # doctest: +SKIP
+        ('model', 'condition', 'mode')
     """
-    return DEFAULT_BY + (("variant",) if any(r.keys.get("variant") for r in rows) else ())
+    pooled = pooled_keys(rows, DEFAULT_BY)
+    return (tuple(k for k in ("model", "dataset") if k in pooled) + DEFAULT_BY
+            + tuple(k for k in ("prompt", "intervention", "variant") if k in pooled))
 
 
 def _sort_key(key: Tuple[Any, ...]) -> Tuple[Tuple[bool, str], ...]:
@@ -248,7 +275,8 @@ def check_by(by: Sequence[str]) -> Tuple[str, ...]:
 
 def score_groups(rows: Sequence[Scored], by: Sequence[str] = DEFAULT_BY,
                  baseline: Optional[Sequence[Scored]] = None,
-                 official: Optional[Mapping[int, bool]] = None, seed: int = 0) -> List[GroupScore]:
+                 official: Optional[Mapping[int, bool]] = None, seed: int = 0,
+                 allow_mismatch: bool = False) -> List[GroupScore]:
     """Score each group of ``rows``.
 
     Args:
@@ -258,17 +286,20 @@ def score_groups(rows: Sequence[Scored], by: Sequence[str] = DEFAULT_BY,
         official: per-record official-matcher correctness, keyed by the record's index in
             ``rows`` (see :func:`toolkit.official.official_correct`), or None.
         seed: bootstrap seed.
+        allow_mismatch: pair rows with a baseline of another model, dataset, intervention or
+            prompt (see :func:`baseline_mismatch`) instead of refusing.
 
     Returns:
         One :class:`GroupScore` per group, sorted by the group's key values.
 
     Raises:
         InputError: bad ``by`` keys or no rows.
+        BaselineMismatch: the baseline is of another result and ``allow_mismatch`` is off.
     """
     by = check_by(by)
     if not rows:
         raise InputError("no result rows to score")
-    shared, index = _baseline_index(rows, baseline, by) if baseline is not None else ((), {})
+    shared, index = _baseline_index(rows, baseline, by, allow_mismatch) if baseline is not None else ((), {})
     out: List[GroupScore] = []
     for key, indices in _grouped(rows, by):
         members = [rows[i] for i in indices]
@@ -289,10 +320,54 @@ def score_groups(rows: Sequence[Scored], by: Sequence[str] = DEFAULT_BY,
     return out
 
 
-def _baseline_index(rows: Sequence[Scored], baseline: Sequence[Scored], by: Sequence[str]
-                    ) -> Tuple[Tuple[str, ...], Dict[Tuple[Any, ...], Scored]]:
-    """The grouping keys both sets share values on, and the baseline by (shared values, id, run)."""
+class BaselineMismatch(InputError):
+    """The baseline holds another result than the rows (another model, dataset, intervention or
+    prompt): pairing them would report a meaningless delta."""
+
+
+def baseline_mismatch(rows: Sequence[Scored], baseline: Sequence[Scored]) -> List[str]:
+    """What differs between the rows and a baseline beyond the experiment's own factors.
+
+    A baseline legitimately differs in condition, mode (and so prompt), variant and run
+    grouping; it must share the rows' model, dataset and intervention, and their prompt for
+    the same mode.
+
+    Returns:
+        One ``key: rows X, baseline Y`` line per differing identity key (empty when they agree).
+    """
+    out = []
+    for key in PAIRED_IDENTITY + ("prompt",):
+        mine = {r.keys.get(key) for r in rows}
+        theirs = {r.keys.get(key) for r in baseline}
+        if key == "prompt":
+            modes = {r.keys.get("mode") for r in rows} & {r.keys.get("mode") for r in baseline}
+            mine = {r.keys.get(key) for r in rows if r.keys.get("mode") in modes}
+            theirs = {r.keys.get(key) for r in baseline if r.keys.get("mode") in modes}
+        if mine != theirs and not (mine & theirs):
+            out.append(f"{key}: rows {', '.join(sorted(map(str, mine)))}; "
+                       f"baseline {', '.join(sorted(map(str, theirs)))}")
+    return out
+
+
+def _baseline_index(rows: Sequence[Scored], baseline: Sequence[Scored], by: Sequence[str],
+                    allow_mismatch: bool) -> Tuple[Tuple[str, ...], Dict[Tuple[Any, ...], Scored]]:
+    """The keys rows are paired on, and the baseline by (those keys' values, id, run).
+
+    Paired on: the grouping keys both sets share values on, and the identity keys (model,
+    dataset, intervention; prompt when the mode is paired) unless ``allow_mismatch``.
+
+    Raises:
+        BaselineMismatch: see :func:`baseline_mismatch`.
+    """
+    mismatch = baseline_mismatch(rows, baseline)
+    if mismatch and not allow_mismatch:
+        raise BaselineMismatch("the baseline is another result than the rows (" + "; ".join(mismatch) +
+                               "): refusing to pair them; give a baseline of the same model, dataset and prompt, "
+                               "or --allow-mismatch to pair them anyway")
     shared = tuple(k for k in by if k != "run" and {r.keys.get(k) for r in rows} == {r.keys.get(k) for r in baseline})
+    if not allow_mismatch:
+        identity = PAIRED_IDENTITY + (("prompt",) if "mode" in shared else ())
+        shared += tuple(k for k in identity if k not in shared)
     differing = [k for k in by if k != "run" and k not in shared]
     log.info("baseline paired by id and run%s%s", f", matching {', '.join(shared)}" if shared else "",
              f" (differing: {', '.join(differing)})" if differing else "")

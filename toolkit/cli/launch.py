@@ -21,9 +21,12 @@ EPILOG = """examples:
   bin/launch --status runs/study
   bin/launch study.yaml --executor slurm --profile slurm/profiles/mycluster.yaml --resume
 
-One array per model; each task loads its model once and runs every (condition, mode) unit
-of one dataset shard. A merge job follows the arrays (afterany; it refuses an incomplete run),
-then a score job (afterok). The plan and job ids are in <out>/<experiment>/launch.json.
+One array per model; each task loads its model once and runs every unit (condition x mode,
+then the interventions) of one dataset shard. A merge job follows the arrays (afterany; it
+refuses an incomplete run), then a score job (afterok). The plan and job ids are in
+<out>/<experiment>/launch.json. --resume refuses while jobs of the earlier launch are queued or
+running, or while its processes (the launcher, local tasks) are alive on this machine, and says
+how to stop them; a result file is written by one process at a time in any case.
 Exit codes: 0 submitted (with --wait: everything completed), 1 with --wait: a job failed or
 the run is incomplete, 2 bad input (sweep, profile, run folder).
 """
@@ -73,8 +76,8 @@ def _run(args: argparse.Namespace) -> int:
             print(line)
         return EXIT_OK
     record = launch.submit()
-    jobs = record["submissions"][-1]["jobs"]
-    print(f"{sweep.run_dir}: submitted {sum(j['kind'] == 'task' for j in jobs)} tasks, merge and score "
+    jobs = record.submissions[-1].jobs
+    print(f"{sweep.run_dir}: submitted {sum(j.kind == 'task' for j in jobs)} tasks, merge and score "
           f"({args.executor}); plan and job ids in {sweep.run_dir / 'launch.json'}")
     if not (args.wait or args.executor != "slurm"):
         print(f"progress: bin/launch --status {sweep.run_dir}")

@@ -64,48 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_items(path: Pathlike) -> List[Item]:
-    """Read a toolkit manifest, or an earlier-scripts one when that is what ``path`` holds.
-
-    Earlier-scripts manifests are read with :func:`toolkit.data.seed_legacy.prepare_seed`,
-    keeping ``true_letter`` as the gold answer (what their results were scored against).
-
-    Args:
-        path: the manifest (JSONL).
-
-    Returns:
-        The items.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        InputError: the file is neither kind of manifest (the toolkit reader's error).
-    """
-    from toolkit.data.seed_legacy import prepare_seed
-    from toolkit.manifest import read_manifest
-
-    try:
-        return read_manifest(path)
-    except InputError:
-        if not _looks_like_seed_manifest(path):
-            raise
-    log.info("%s: an earlier-scripts manifest", path)
-    return prepare_seed(path, on_mismatch="letter")
-
-
-def _looks_like_seed_manifest(path: Pathlike) -> bool:
-    with open(path, "r", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    first = json.loads(line)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(first, dict) and "true_letter" in first and "audio_path" in first
-    return False
-
-
 def _run(args: argparse.Namespace) -> int:
     from toolkit.atomic import atomic_write_jsonl
+    from toolkit.manifest import load_items
     from toolkit.repair import repair_rows
     from toolkit.results import SEED, TOOLKIT, read_results, seed_mode_from_name, seed_to_toolkit
     from toolkit.sidecar import write_sidecar

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from toolkit.atomic import atomic_write_jsonl, atomic_write_text
-    from toolkit.cli.repair import load_items
+    from toolkit.manifest import load_items
     from toolkit.official import official_correct, write_export, write_sakura_judge
     from toolkit.plots import curve_keys, plot_accuracy, plot_curves
     from toolkit.faithfulness import has_interventions

@@ -111,6 +111,22 @@ def _decode_entry(d: dict, path: Pathlike, lineno: int) -> SeedEntry:
                      audio_path=get_field(d, "audio_path", str, path, lineno, item_id))
 
 
+def looks_like_seed_manifest(path: Pathlike) -> bool:
+    """Whether the first line of ``path`` is an earlier-scripts manifest entry (``true_letter``
+    and ``audio_path``), so a reader can tell the two manifest kinds apart."""
+    import json
+
+    with open(path, "r", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    first = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(first, dict) and "true_letter" in first and "audio_path" in first
+    return False
+
+
 def seed_audio(audio_path: str, data_root: Pathlike | None) -> str:
     """Replace the ``{DATA_ROOT}`` placeholder by ``data_root``, or drop it to leave a relative path."""
     if not audio_path.startswith(PLACEHOLDER):

@@ -7,16 +7,21 @@ run, and the parameters recorded in the row. Interventions are registered by nam
 take parameters as ``name:key=value,key=value`` (e.g. ``filler-dots:step=0.25,position=end``).
 Everything random is seeded by (global seed, item id, run), so reruns and reshards give
 the same variants.
+
+An intervention also owns its analysis: it names the faithfulness tables its rows feed
+(:attr:`Intervention.tables`, see :mod:`toolkit.faithfulness`), and every variant of a curve
+records the x value it sits at, ``share_kept`` (the share of the original reasoning the
+model still sees unchanged), in its params. Adding an intervention touches one file.
 """
 
 from __future__ import annotations
 
 import abc
-import difflib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Type
 
 from toolkit.manifest import Item
+from toolkit.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Baseline:
     reasoning: str
     pred: Optional[int]
     raw_output: Optional[str] = None
+    condition: str = "clean"
 
 
 @dataclass(frozen=True)
@@ -52,13 +58,25 @@ class Variant:
 class Intervention(abc.ABC):
     """A registered intervention (see the module docstring).
 
-    Subclasses set ``name`` (and ``aliases``), declare their parameters as ``defaults`` and
-    implement :meth:`variants`.
+    Subclasses set ``name``, declare their parameters as ``defaults``, implement
+    :meth:`variants` and say how their rows are analysed.
+
+    Class attributes:
+        name: registry name.
+        defaults: parameter -> default value (also the list of valid parameters).
+        needs_reasoning: the variants inject (a form of) the baseline's reasoning.
+        tables: the faithfulness tables fed by its rows (``sanity``, ``consistency``, ``aoc``,
+            ``suggested``, ``shuffle``, ``positions``); ``consistency``/``aoc`` need
+            ``share_kept`` in every variant's params.
+        curve_bin: curve points are binned to this width of ``share_kept`` (x = k/N differs with
+            N); None: the variants share one exact grid.
     """
 
-    name: str = ""
-    defaults: Dict[str, Any] = {}
-    needs_reasoning: bool = True
+    name: ClassVar[str] = ""
+    defaults: ClassVar[Dict[str, Any]] = {}
+    needs_reasoning: ClassVar[bool] = True
+    tables: ClassVar[Tuple[str, ...]] = ()
+    curve_bin: ClassVar[Optional[float]] = None
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -77,6 +95,17 @@ class Intervention(abc.ABC):
     @abc.abstractmethod
     def variants(self, baseline: Baseline, seed: int) -> List[Variant]:
         """The variants of one baseline (item, run)."""
+
+    @staticmethod
+    def series(params: Mapping[str, Any]) -> str:
+        """The line of a curve a variant belongs to (filler: its position); "" for one line."""
+        return ""
+
+    @staticmethod
+    def length(params: Mapping[str, Any]) -> Optional[int]:
+        """N, the number of reasoning sentences a variant was cut from (per-length curves and
+        AOCs), None when the variants do not depend on it."""
+        return None
 
 
 def _format(value: Any) -> str:
@@ -99,7 +128,8 @@ def _coerce(raw: str, default: Any) -> Any:
     return raw
 
 
-_REGISTRY: Dict[str, Type[Intervention]] = {}
+#: Every intervention class by name (the built-in ones register when ``toolkit.interventions`` is imported).
+INTERVENTIONS: Registry[Type[Intervention]] = Registry("intervention")
 
 
 def register_intervention(cls: Type[Intervention]) -> Type[Intervention]:
@@ -108,9 +138,7 @@ def register_intervention(cls: Type[Intervention]) -> Type[Intervention]:
     Raises:
         ValueError: the name is already registered.
     """
-    if cls.name in _REGISTRY:
-        raise ValueError(f"intervention {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
+    INTERVENTIONS.register(cls.name, cls)
     return cls
 
 
@@ -118,7 +146,18 @@ def intervention_names() -> List[str]:
     """Registered intervention names."""
     from toolkit import interventions  # noqa: F401 - registers the built-in ones
 
-    return sorted(_REGISTRY)
+    return INTERVENTIONS.names()
+
+
+def get_intervention_class(name: str) -> Type[Intervention]:
+    """The intervention class registered as ``name``.
+
+    Raises:
+        ValueError: unknown name (with close matches and the valid names).
+    """
+    from toolkit import interventions  # noqa: F401 - registers the built-in ones
+
+    return INTERVENTIONS.get(name)
 
 
 def parse_intervention(spec: str) -> Intervention:
@@ -127,13 +166,8 @@ def parse_intervention(spec: str) -> Intervention:
     Raises:
         ValueError: unknown name (with close matches), unknown parameter, or a bad value.
     """
-    names = intervention_names()
     name, _, rest = spec.strip().partition(":")
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, names, n=2)
-        hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise ValueError(f"unknown intervention {name!r}.{hint} Known: {', '.join(names)}")
-    cls = _REGISTRY[name]
+    cls = get_intervention_class(name)
     params: Dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, sep, raw = part.partition("=")

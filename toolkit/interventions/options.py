@@ -26,6 +26,7 @@ class Suggested(Intervention):
 
     name = "suggested"
     needs_reasoning = False
+    tables = ("suggested",)
     defaults = {"hint": ("wrong", "correct")}
 
     def variants(self, baseline: Baseline, seed: int) -> List[Variant]:
@@ -49,6 +50,7 @@ class Shuffle(Intervention):
 
     name = "shuffle"
     needs_reasoning = False
+    tables = ("shuffle", "positions")
     defaults = {"count": 1}
 
     def variants(self, baseline: Baseline, seed: int) -> List[Variant]:

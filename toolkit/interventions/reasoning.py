@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any, List, Mapping, Optional
+
 import numpy as np
-from typing import List
 
 from toolkit.interventions.base import Baseline, Intervention, Variant, register_intervention, share_grid
 from toolkit.interventions.text import split_sentences, split_words
@@ -20,6 +21,7 @@ class Own(Intervention):
     (the 2-step sanity check: ``prediction_changed`` against the baseline)."""
 
     name = "own"
+    tables = ("sanity",)
 
     def variants(self, baseline: Baseline, seed: int) -> List[Variant]:
         return [Variant("own", {"sentences": len(split_sentences(baseline.reasoning))}, reasoning=baseline.reasoning)]
@@ -31,6 +33,8 @@ class Truncate(Intervention):
     k = 0..N (Lanham et al.); ``share_kept`` = k/N."""
 
     name = "truncate"
+    tables = ("consistency", "aoc")
+    curve_bin = 0.1
 
     def variants(self, baseline: Baseline, seed: int) -> List[Variant]:
         sentences = split_sentences(baseline.reasoning)
@@ -38,13 +42,17 @@ class Truncate(Intervention):
         return [Variant(f"k={k}", {"kept": k, "total": n, "share_kept": round(k / n, 6) if n else 1.0},
                         reasoning=" ".join(sentences[:k])) for k in range(n + 1)]
 
+    @staticmethod
+    def length(params: Mapping[str, Any]) -> Optional[int]:
+        return int(params["total"])
+
 
 class _Filler(Intervention):
     """Replace a share of the reasoning's words (0..100% in ``step``) with filler, at the
     start, the end or seeded random positions (``position`` takes several, joined by +)."""
 
     defaults = {"step": 0.05, "position": POSITIONS}
-    filler = ""
+    tables = ("consistency", "aoc")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -56,6 +64,10 @@ class _Filler(Intervention):
     def words(self, n: int, rng: np.random.Generator) -> List[str]:
         """``n`` filler words."""
         raise NotImplementedError
+
+    @staticmethod
+    def series(params: Mapping[str, Any]) -> str:
+        return str(params["position"])
 
     def variants(self, baseline: Baseline, seed: int) -> List[Variant]:
         words = split_words(baseline.reasoning)

@@ -19,17 +19,18 @@ Protocol (sentences from :func:`toolkit.interventions.text.split_sentences`, N o
   after the mistake; here the model answers directly, so keeping the original later
   sentences would mostly restate the unmistaken conclusion. Variant ``step=i``; compare
   with ``truncate``'s ``k=i+1`` (same length, no mistake) to separate the mistake from
-  the truncation. ``share`` = i/N, the share of the reasoning before the mistake.
+  the truncation. ``share_kept`` = i/N, the share of the reasoning seen before the mistake.
 - ``rewrite-paraphrase``: every sentence is paraphrased on its own (context free); for
   k = 1..N the model answers from ``paraphrases[:k] + sentences[k:]``: the first k
   sentences paraphrased, the rest kept, so the content stays complete and only the
-  wording changes (k = N: all of it paraphrased). Variant ``k=k``; ``share`` = k/N.
+  wording changes (k = N: all of it paraphrased). Variant ``k=k``; ``share_kept`` = 1 - k/N, the
+  share of the original wording left.
 
 Parameters: ``cache`` (the rewrite file; required; the path must not contain a comma) and
 ``steps`` (``all``, or the variant positions to run joined by ``+``: step indices i for
 mistakes, k values for paraphrases; e.g. ``rewrite-mistake:cache=rw.jsonl,steps=0+2``).
 Only the rewrites those variants need are produced. Each row's ``intervention.params``
-records ``step``/``k``, ``total`` (N), ``share``, ``rewrite_sha256`` (of the rewritten
+records ``step``/``k``, ``total`` (N), ``share_kept``, ``rewrite_sha256`` (of the rewritten
 text put in), ``rewriter`` and ``prompt``. A rewrite that came out empty after cleaning
 (see :func:`clean_rewrite`) yields no variant for the positions that need it (logged).
 
@@ -46,12 +47,13 @@ version. One file may hold both kinds, but only one rewriter and prompt per kind
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from toolkit.errors import InputError, Pathlike
 from toolkit.interventions.base import Baseline, Intervention, Variant, register_intervention
@@ -402,6 +404,8 @@ class RewriteIntervention(Intervention):
     """Variants built from cached rewrites of one ``kind`` (see the module docstring)."""
 
     defaults = {"cache": "", "steps": "all"}
+    tables = ("consistency",)  # no AOC: the variants do not span the whole 0..1 grid
+    curve_bin = 0.1
     kind = ""
     key_name = ""
 
@@ -460,10 +464,19 @@ class RewriteIntervention(Intervention):
             reasoning = " ".join(sentences[:pos] + new if self.kind == "mistake" else new + sentences[pos:])
             last = rewrites[used[-1]]
             out.append(Variant(f"{self.key_name}={pos}", {
-                self.key_name: pos, "total": len(sentences), "share": round(pos / len(sentences), 6),
+                self.key_name: pos, "total": len(sentences), "share_kept": self.share_kept(pos, len(sentences)),
                 "rewrite_sha256": text_digest(" ".join(new)), "rewriter": last.get("rewriter"),
                 "prompt": last.get("prompt")}, reasoning=reasoning))
         return out
+
+    @staticmethod
+    @abc.abstractmethod
+    def share_kept(position: int, n: int) -> float:
+        """The share of the original reasoning the model sees unchanged at ``position`` of ``n``."""
+
+    @staticmethod
+    def length(params: Mapping[str, Any]) -> Optional[int]:
+        return int(params["total"])
 
 
 @register_intervention
@@ -475,6 +488,11 @@ class RewriteParaphrase(RewriteIntervention):
     kind = "paraphrase"
     key_name = "k"
 
+    @staticmethod
+    def share_kept(position: int, n: int) -> float:
+        """1 - k/N: the first k sentences are paraphrased."""
+        return round(1 - position / n, 6)
+
 
 @register_intervention
 class RewriteMistake(RewriteIntervention):
@@ -484,6 +502,11 @@ class RewriteMistake(RewriteIntervention):
     name = "rewrite-mistake"
     kind = "mistake"
     key_name = "step"
+
+    @staticmethod
+    def share_kept(position: int, n: int) -> float:
+        """i/N: the reasoning before the mistaken sentence i."""
+        return round(position / n, 6)
 
 
 def ensure_rewrites(intervention: RewriteIntervention, baselines: Iterable[Baseline],

@@ -14,27 +14,23 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import functools
-import json
 import logging
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from toolkit.atomic import atomic_write_json
 from toolkit.errors import InputError, Pathlike
 from toolkit.launch.executors import FINAL_STATES, Executor, JobRef, make_executor
 from toolkit.launch.profile import ClusterProfile, submitit_parameters
-from toolkit.launch.sweep import TINY_BUILDERS, Sweep, Task, plan_tasks
+from toolkit.launch.sweep import Sweep, Task, plan_tasks
 from toolkit.launch.task import ShardTask, UnitProgress, pending_tasks
+from toolkit.runs import RunLayout, Unit
+from toolkit.runs.record import Job, LaunchRecord, Process, Submission, TaskRecord, now
 
 log = logging.getLogger(__name__)
-
-LAUNCH_FILE = "launch.json"
-INPUTS_DIR = "_inputs"
-JOBS_DIR = "_jobs"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -42,23 +38,23 @@ JOBS_DIR = "_jobs"
 def materialise_inputs(sweep: Sweep) -> Sweep:
     """Generate what a sweep asks to be generated (the demo set, tiny models) under the run folder.
 
-    Existing inputs are reused, so a resumed launch sees the same files.
+    Existing inputs are reused, so a resumed launch sees the same files; a tiny model is built
+    in a temporary folder and renamed into place, so a kill never leaves half of one.
 
     Returns:
         The sweep with concrete manifest and model paths.
     """
-    inputs = sweep.run_dir / INPUTS_DIR
+    layout = sweep.layout
     datasets = []
     for ds in sweep.datasets:
         if ds.demo is not None:
-            root = inputs / "data" / ds.name
-            manifest = root / "manifest.jsonl"
+            manifest = sweep.manifest_of(ds)
             if not manifest.exists():
                 from toolkit.data.demo import write_demo_manifest
 
-                write_demo_manifest(root, items_per_task=int(ds.demo.get("items_per_task", 8)),
+                write_demo_manifest(manifest.parent, items_per_task=int(ds.demo.get("items_per_task", 8)),
                                     seed=int(ds.demo.get("seed", sweep.seed)))
-            ds = dataclasses.replace(ds, manifest=manifest, data_root=root)
+            ds = dataclasses.replace(ds, manifest=manifest, data_root=manifest.parent)
         n_items = _count_items(ds.manifest)
         if ds.shards > max(1, n_items):
             log.warning("dataset %s has %d items: %d shards instead of %d (a shard needs an item)", ds.name,
@@ -68,11 +64,17 @@ def materialise_inputs(sweep: Sweep) -> Sweep:
     models = []
     for model in sweep.models:
         if model.tiny is not None:
-            folder = inputs / "models" / model.name
-            if not (folder / "config.json").exists():
-                from toolkit.models import tiny
+            folder = layout.tiny_model_dir(model.name)
+            if not folder.exists():
+                from toolkit.models.registry import build_tiny
 
-                getattr(tiny, TINY_BUILDERS[model.backend])(folder, **model.tiny)
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                building = Path(tempfile.mkdtemp(prefix=f".{model.name}.", dir=folder.parent))
+                try:
+                    build_tiny(model.backend, building, **model.tiny)
+                    building.rename(folder)
+                finally:
+                    shutil.rmtree(building, ignore_errors=True)
             model = dataclasses.replace(model, path=str(folder))
         models.append(model)
     return dataclasses.replace(sweep, datasets=tuple(datasets), models=tuple(models))
@@ -84,11 +86,9 @@ def _count_items(manifest: Path) -> int:
         return sum(1 for line in fh if line.strip())
 
 
-def expected_units(sweep: Sweep) -> List[Dict[str, Any]]:
-    """Every (model, dataset, condition, mode) unit with what merge needs to check it."""
-    return [{"model": m.name, "dataset": ds.name, "condition": c, "mode": mode, "num_runs": sweep.runs,
-             "shards": ds.shards, "manifest": str(ds.manifest), "data_root": str(ds.data_root)}
-            for m in sweep.models for ds in sweep.datasets for c in sweep.conditions for mode in sweep.unit_modes]
+def expected_units(sweep: Sweep) -> List[Unit]:
+    """Every unit of the sweep: what merge must find."""
+    return [unit for m in sweep.models for ds in sweep.datasets for unit in sweep.units(ds, m)]
 
 
 # --------------------------------------------------------------------------- plan
@@ -222,37 +222,23 @@ def score_job(run_dir: str, by: Sequence[str], faithfulness: bool = False, manif
 
 # --------------------------------------------------------------------------- launch
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def read_launch(run_dir: Pathlike) -> Dict[str, Any]:
-    """The ``launch.json`` of a run folder.
-
-    Raises:
-        InputError: absent or not JSON.
-    """
-    path = Path(run_dir) / LAUNCH_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no launch.json here: not a run folder written by bin/launch", path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not JSON: {exc.msg}", path, exc.lineno) from None
-
-
-def active_jobs(record: Dict[str, Any]) -> List[str]:
+def active_jobs(record: LaunchRecord) -> List[str]:
     """Job ids of earlier submissions that SLURM still lists as pending or running."""
-    ids = sorted({str(j["job_id"]).split("_")[0] for sub in record.get("submissions", [])
-                  if sub.get("executor") == "slurm" for j in sub.get("jobs", [])})
+    ids = sorted({j.job_id.split("_")[0] for sub in record.submissions if sub.executor == "slurm"
+                  for j in sub.jobs})
     if not ids or shutil.which("squeue") is None:
         return []
     out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)], capture_output=True, text=True)
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
-def _job_entry(ref: JobRef, kind: str, **extra: Any) -> Dict[str, Any]:
-    return {"kind": kind, "job_id": ref.job_id, "label": ref.label, **extra}
+def live_processes(record: LaunchRecord) -> List[str]:
+    """Processes of earlier launches still alive on this host: launchers, and tasks (e.g. local
+    tasks orphaned by a launcher that was killed), one description each."""
+    layout = RunLayout(record.run_dir)
+    out = [f"bin/launch ({sub.launcher})" for sub in record.submissions if sub.launcher.alive()]
+    out += [f"task {task.label} ({task.process})" for task in TaskRecord.read_all(layout) if task.running_here()]
+    return out
 
 
 class Launch:
@@ -273,27 +259,34 @@ class Launch:
         self.executor_name = executor
         self.resume = resume
         self.use_pdb = use_pdb
-        self.record: Dict[str, Any] = {}
+        self.record: Optional[LaunchRecord] = None
         self.refs: List[Tuple[str, JobRef]] = []
 
-    def check_run_dir(self) -> Dict[str, Any]:
+    def check_run_dir(self) -> Optional[LaunchRecord]:
         """The earlier record when resuming; refuses to mix with an earlier launch otherwise.
 
         Raises:
-            InputError: the run folder has a launch and ``resume`` is off; or jobs of the earlier
-                launch are still queued or running.
+            InputError: the run folder has a launch and ``resume`` is off; or jobs or processes of
+                the earlier launch are still queued or running (a second writer would corrupt
+                its shard files).
         """
-        path = self.sweep.run_dir / LAUNCH_FILE
-        if not path.exists():
-            return {}
+        layout = self.sweep.layout
+        if not layout.launch_json.exists():
+            return None
         if not self.resume:
             raise InputError("this run folder already has a launch; add --resume to continue it "
-                             "(only unfinished tasks run), or choose another --out or experiment name", path)
-        record = read_launch(self.sweep.run_dir)
+                             "(only unfinished tasks run), or choose another --out or experiment name",
+                             layout.launch_json)
+        record = LaunchRecord.read(layout.root)
         still = active_jobs(record)
         if still:
             raise InputError(f"jobs of the earlier launch are still queued or running ({', '.join(still)}); "
-                             "wait for them or scancel them before --resume", path)
+                             f"wait for them, or stop them with: scancel {' '.join(still)}", layout.launch_json)
+        alive = live_processes(record)
+        if alive:
+            pids = sorted({p.split("pid ")[1].split(" ")[0] for p in alive})
+            raise InputError(f"processes of the earlier launch are still running: {'; '.join(alive)}; wait for "
+                             f"them, or stop them with: kill {' '.join(pids)}", layout.launch_json)
         return record
 
     def plan(self) -> Tuple[Sweep, List[Task], List[ArrayPlan], Dict[str, List[UnitProgress]]]:
@@ -311,36 +304,38 @@ class Launch:
         arrays = plan_arrays(sweep, self.profile, tasks)
         lines = [f"run folder: {sweep.run_dir}",
                  f"{len(sweep.models)} models x {len(sweep.datasets)} datasets x {len(sweep.conditions)} conditions "
-                 f"x {len(sweep.modes)} modes x {sweep.runs} runs; {len(tasks)} tasks, "
-                 f"{len(tasks)} model loads, {len(arrays)} arrays"]
+                 f"x {len(sweep.modes)} modes x {sweep.runs} runs, {len(sweep.interventions)} interventions; "
+                 f"{len(tasks)} tasks, {len(tasks)} model loads, {len(arrays)} arrays"]
         for i, array in enumerate(arrays):
-            units = len(array.tasks[0].units) if array.tasks else 0
-            lines += ["", f"array {i}: model {array.model}, {len(array.tasks)} tasks x {units} units "
-                          f"(conditions x modes), python {array.python or 'current'}"]
+            units = array.tasks[0].units if array.tasks else ()
+            plain = sum(u.intervention is None for u in units)
+            lines += ["", f"array {i}: model {array.model}, {len(array.tasks)} tasks x {len(units)} units "
+                          f"({plain} inference, {len(units) - plain} intervention), "
+                          f"python {array.python or 'current'}"]
             lines += [f"  {line}" for line in array.preview(self.profile.array_parallelism)]
             lines += [f"  task {j}: {t.label}" for j, t in enumerate(array.tasks[:3])]
             if len(array.tasks) > 3:
                 lines.append(f"  ... {len(array.tasks) - 3} more tasks")
         lines += ["", "merge job (afterany on every array, then checks completeness):"]
         lines += [f"  {line}" for line in sbatch_preview(self._followup_params(f"{sweep.experiment}-merge"), 0, 1)]
-        lines += ["score job (afterok on merge): bin/score results.jsonl --by " + ",".join(sweep.score_by)]
+        lines += ["score job (afterok on merge): bin/score accuracy results.jsonl --by " + ",".join(sweep.score_by)]
         return lines
 
     def _save(self) -> None:
-        atomic_write_json(self.sweep.run_dir / LAUNCH_FILE, self.record)
+        assert self.record is not None
+        self.record.write()
 
-    def submit(self) -> Dict[str, Any]:
+    def submit(self) -> LaunchRecord:
         """Submit arrays, merge and score; returns the launch record (also in ``launch.json``)."""
         earlier = self.check_run_dir()
         sweep, tasks, arrays, _ = self.plan()
         sweep.run_dir.mkdir(parents=True, exist_ok=True)
-        executor = make_executor(self.executor_name, sweep.run_dir / JOBS_DIR, self.use_pdb)
-        submission: Dict[str, Any] = {"executor": self.executor_name, "submitted": _now(), "resume": self.resume,
-                                      "tasks": len(tasks), "tasks_submitted": sum(len(a.tasks) for a in arrays),
-                                      "jobs": []}
-        self.record = {"version": 1, "experiment": sweep.experiment, "run_dir": str(sweep.run_dir),
-                       "sweep": sweep.to_dict(), "profile": self.profile.to_dict(), "units": expected_units(sweep),
-                       "submissions": earlier.get("submissions", []) + [submission]}
+        executor = make_executor(self.executor_name, sweep.layout.jobs_dir, self.use_pdb)
+        submission = Submission(executor=self.executor_name, submitted=now(), resume=self.resume, tasks=len(tasks),
+                                tasks_submitted=sum(len(a.tasks) for a in arrays), launcher=Process.this())
+        self.record = LaunchRecord(experiment=sweep.experiment, run_dir=str(sweep.run_dir), sweep=sweep.to_dict(),
+                                   profile=self.profile.to_dict(), units=expected_units(sweep),
+                                   submissions=(earlier.submissions if earlier else []) + [submission])
         self._save()
         task_refs: List[JobRef] = []
         for array in arrays:
@@ -348,7 +343,7 @@ class Launch:
                                          array.params, self.profile.array_parallelism, self.profile.max_requeues,
                                          array.python)
             task_refs += refs
-            submission["jobs"] += [_job_entry(r, "task") for r in refs]
+            submission.jobs += [_job(r, "task") for r in refs]
             self._save()
         self.refs = [("task", r) for r in task_refs]
         self._submit_followups(executor, sweep, task_refs, submission)
@@ -361,12 +356,12 @@ class Launch:
                                    list(settings.get("setup") or []), job_name)
 
     def _submit_followups(self, executor: Executor, sweep: Sweep, task_refs: List[JobRef],
-                          submission: Dict[str, Any]) -> None:
+                          submission: Submission) -> None:
         run_dir = str(sweep.run_dir)
         merge = executor.submit_after(functools.partial(merge_job, run_dir), "merge",
                                       self._followup_params(f"{sweep.experiment}-merge"), task_refs,
                                       require_success=False)
-        submission["jobs"].append(_job_entry(merge, "merge"))
+        submission.jobs.append(_job(merge, "merge"))
         self._save()
         faithfulness = bool(sweep.interventions) or any(c.startswith("inject-") for c in sweep.conditions)
         manifest, degradation, choices = _single_manifest(sweep)
@@ -374,12 +369,13 @@ class Launch:
                                                         manifest, degradation, choices), "score",
                                       self._followup_params(f"{sweep.experiment}-score"), [merge],
                                       require_success=True)
-        submission["jobs"].append(_job_entry(score, "score"))
+        submission.jobs.append(_job(score, "score"))
         self.refs += [("merge", merge), ("score", score)]
         self._save()
 
     def wait(self, poll_s: float = 2.0) -> Dict[str, str]:
         """Block until every submitted job has ended; records and returns their states by label."""
+        assert self.record is not None
         states = {}
         for kind, ref in self.refs:
             state = ref.wait(poll_s)
@@ -387,12 +383,16 @@ class Launch:
             if state != "COMPLETED":
                 log.warning("%s %s (%s) ended %s%s", kind, ref.label, ref.job_id, state,
                             f": {ref.error()}" if state.split()[0] in FINAL_STATES and state != "CANCELLED" else "")
-        submission = self.record["submissions"][-1]
-        for job in submission["jobs"]:
-            job["state"] = states.get(f"{job['kind']}:{job['label']}")
-        submission["finished"] = _now()
+        submission = self.record.submissions[-1]
+        for job in submission.jobs:
+            job.state = states.get(f"{job.kind}:{job.label}")
+        submission.finished = now()
         self._save()
         return states
+
+
+def _job(ref: JobRef, kind: str) -> Job:
+    return Job(kind=kind, job_id=ref.job_id, label=ref.label)
 
 
 # --------------------------------------------------------------------------- status
@@ -403,37 +403,39 @@ def run_status(run_dir: Pathlike) -> List[str]:
     Returns:
         Report lines.
     """
-    record = read_launch(run_dir)
-    sweep = Sweep.from_dict(record["sweep"])
+    record = LaunchRecord.read(run_dir)
+    sweep = Sweep.from_dict(record.sweep)
     _, progress = pending_tasks(sweep, plan_tasks(sweep))
-    totals: Dict[Tuple[str, str, str, str], List[int]] = {}
-    for label, units in progress.items():
-        model, dataset = label.split("/")[:2]
-        for u in units:
-            t = totals.setdefault((model, dataset, u.condition, u.mode), [0, 0])
-            t[0] += u.done
-            t[1] += u.expected
-    lines = [f"{'model':<20} {'dataset':<14} {'condition':<32} {'mode':<10} {'rows':>12}"]
-    for (model, dataset, condition, mode), (done, expected) in sorted(totals.items()):
-        mark = "" if done >= expected else "  incomplete"
-        lines.append(f"{model:<20} {dataset:<14} {condition:<32} {mode:<10} {f'{done}/{expected}':>12}{mark}")
-    done = sum(t[0] for t in totals.values())
-    expected = sum(t[1] for t in totals.values())
-    lines.append(f"total: {done}/{expected} rows")
-    last = record["submissions"][-1]
-    states = _scheduler_states(last) if last["executor"] == "slurm" else {}
+    totals: Dict[str, List[Optional[int]]] = {}
+    for units in progress.values():
+        for p in units:
+            t = totals.setdefault(p.unit.label, [0, 0])
+            t[0] += p.done
+            t[1] = None if t[1] is None or p.expected is None else t[1] + p.expected
+    width = max([len("unit")] + [len(label) for label in totals])
+    lines = [f"{'unit':<{width}} {'rows':>14}"]
+    for label, (done, expected) in sorted(totals.items()):
+        shown = f"{done}/{'?' if expected is None else expected}"
+        mark = "" if expected is not None and done >= expected else "  incomplete"
+        lines.append(f"{label:<{width}} {shown:>14}{mark}")
+    done = sum(t[0] or 0 for t in totals.values())
+    known = [t[1] for t in totals.values()]
+    lines.append(f"total: {done}/{sum(k or 0 for k in known)} rows" +
+                 ("" if all(k is not None for k in known) else " (intervention units wait for their baselines)"))
+    last = record.submissions[-1]
+    states = _scheduler_states(last) if last.executor == "slurm" else {}
     counts: Dict[str, int] = {}
-    for job in last["jobs"]:
-        state = states.get(job["job_id"]) or job.get("state") or "UNKNOWN"
-        counts[f"{job['kind']} {state}"] = counts.get(f"{job['kind']} {state}", 0) + 1
-    lines.append("jobs (last submission, " + last["executor"] + "): " +
+    for job in last.jobs:
+        state = states.get(job.job_id) or job.state or "UNKNOWN"
+        counts[f"{job.kind} {state}"] = counts.get(f"{job.kind} {state}", 0) + 1
+    lines.append(f"jobs (last submission, {last.executor}): " +
                  ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return lines
 
 
-def _scheduler_states(submission: Dict[str, Any]) -> Dict[str, str]:
+def _scheduler_states(submission: Submission) -> Dict[str, str]:
     """``job id -> state`` from ``sacct`` (empty when sacct is unavailable)."""
-    ids = sorted({str(j["job_id"]).split("_")[0] for j in submission["jobs"]})
+    ids = sorted({j.job_id.split("_")[0] for j in submission.jobs})
     if not ids or shutil.which("sacct") is None:
         return {}
     out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(ids)],
@@ -443,7 +445,7 @@ def _scheduler_states(submission: Dict[str, Any]) -> Dict[str, str]:
         if "|" in line:
             job_id, state = line.split("|", 1)
             states[job_id] = state.split()[0]
-    for job in submission["jobs"]:  # an array task may be listed under its array's range
-        if job["job_id"] not in states and job["job_id"].split("_")[0] in states:
-            states[job["job_id"]] = states[job["job_id"].split("_")[0]]
+    for job in submission.jobs:  # an array task may be listed under its array's range
+        if job.job_id not in states and job.job_id.split("_")[0] in states:
+            states[job.job_id] = states[job.job_id.split("_")[0]]
     return states

@@ -21,9 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from toolkit.errors import InputError, Pathlike
 from toolkit.models.base import LoadOptions
-
-TINY_BUILDERS = {"qwen2-audio": "build_qwen2_audio", "qwen2.5-omni": "build_qwen25_omni", "af3": "build_af3",
-                 "whisper": "build_whisper", "salmonn": "build_salmonn"}
+from toolkit.runs import MODES, RunLayout, Unit
 
 _TOP_KEYS = {"experiment", "output", "seed", "runs", "shards", "batch_size", "generation", "prompts", "models",
              "datasets", "conditions", "modes", "score_by", "interventions", "placement", "hints"}
@@ -106,23 +104,39 @@ class Sweep:
             return EspeakHints(self.hints.get("cache") or default_cache_dir())
         return None
 
-    @property
-    def unit_modes(self) -> Tuple[str, ...]:
-        """The modes of every condition's units: the sweep's modes, then ``conditioned:<name>``
-        for each intervention (after the reasoning rows they start from)."""
-        return self.modes + tuple(f"conditioned:{spec.partition(':')[0]}" for spec in self.interventions)
+    def units(self, dataset: DatasetSpec, model: ModelSpec) -> Tuple[Unit, ...]:
+        """Every unit of one model and dataset, in the order a task runs them: per condition, the
+        sweep's modes, then one unit per intervention (after the reasoning rows it starts from).
 
-    def intervention(self, mode: str) -> Any:
-        """The intervention a ``conditioned:<name>`` mode runs (parsed from this sweep's specs)."""
-        from toolkit.interventions import parse_intervention
+        A generated demo set's units name the manifest it will have (``materialise_inputs``).
+        """
+        data_root = dataset.data_root or (self.layout.demo_data_dir(dataset.name) if dataset.demo is not None
+                                          else None)
+        common = dict(model=model.name, dataset=dataset.name, shards=dataset.shards, num_runs=self.runs,
+                      manifest=str(self.manifest_of(dataset)), data_root=None if data_root is None else str(data_root),
+                      seed=self.seed)
+        units: List[Unit] = []
+        for condition in self.conditions:
+            units += [Unit(condition=condition, mode=mode, **common) for mode in self.modes]
+            units += [Unit(condition=condition, mode="reasoning", intervention=spec, **common)
+                      for spec in self.interventions]
+        return tuple(units)
 
-        name = mode.split(":", 1)[1]
-        return next(parse_intervention(spec) for spec in self.interventions if spec.partition(":")[0] == name)
+    def manifest_of(self, dataset: DatasetSpec) -> Path:
+        """The dataset's manifest: as given, or where its generated demo set goes."""
+        if dataset.manifest is not None:
+            return dataset.manifest
+        return self.layout.demo_data_dir(dataset.name) / "manifest.jsonl"
 
     @property
     def run_dir(self) -> Path:
         """``<output>/<experiment>``: shard files, ``launch.json``, merged results."""
         return self.output / self.experiment
+
+    @property
+    def layout(self) -> RunLayout:
+        """The run folder's layout."""
+        return RunLayout(self.run_dir)
 
     def with_output(self, output: Pathlike) -> "Sweep":
         """The same sweep writing under another output root (``bin/launch --out``)."""
@@ -150,12 +164,12 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Task:
-    """One array task: a model, a dataset shard, and every (condition, mode) unit of it."""
+    """One array task: a model, a dataset shard, and every unit of it (:meth:`Sweep.units`)."""
 
     model: ModelSpec
     dataset: DatasetSpec
     shard: int
-    units: Tuple[Tuple[str, str], ...]
+    units: Tuple[Unit, ...]
 
     @property
     def label(self) -> str:
@@ -220,7 +234,7 @@ def _name_ok(check: _Checker, where: str, name: Any) -> bool:
 
 
 def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, Any], base: Path) -> Optional[ModelSpec]:
-    from toolkit.models.registry import backend_names
+    from toolkit.models.registry import backend_names, has_tiny
 
     if not check.keys(where, raw, _MODEL_KEYS, ("name", "backend")):
         return None
@@ -230,8 +244,9 @@ def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, A
         check.add(where, f"unknown backend {backend!r} (available: {', '.join(backend_names())})")
     tiny = raw.get("tiny")
     if tiny is not None:
-        if backend not in TINY_BUILDERS:
-            check.add(where, f"tiny models exist for {', '.join(sorted(TINY_BUILDERS))}, not {backend!r}")
+        if backend in backend_names() and not has_tiny(backend):
+            check.add(where, f"tiny models exist for {', '.join(n for n in backend_names() if has_tiny(n))}, "
+                             f"not {backend!r}")
         if not isinstance(tiny, Mapping):
             check.add(where, "tiny must be a mapping of sizes ({} for the defaults)")
             tiny = {}
@@ -297,8 +312,6 @@ def _parse_conditions(check: _Checker, raw: Any) -> Tuple[str, ...]:
 
 
 def _parse_modes_and_prompts(check: _Checker, raw: Mapping[str, Any]) -> Tuple[Tuple[str, ...], Dict[str, str]]:
-    from toolkit.infer import MODES
-
     modes = raw.get("modes", list(MODES))
     if isinstance(modes, str):
         modes = [modes]
@@ -443,11 +456,10 @@ def load_sweep(path: Pathlike, check_files: bool = True) -> Sweep:
 def plan_tasks(sweep: Sweep) -> List[Task]:
     """Every array task of a sweep: per model, one task per (dataset, shard).
 
-    Each task loads its model once and runs every (condition, mode) unit of its shard,
-    so a sweep costs one model load per task instead of one per (dataset, condition, mode).
-    Intervention units (mode ``conditioned:<name>``) come after the modes of their
-    condition, so the reasoning rows they start from are written first, by the same task.
+    Each task loads its model once and runs every unit of its shard, so a sweep costs one
+    model load per task instead of one per (dataset, condition, mode). Intervention units
+    come after the modes of their condition, so the reasoning rows they start from are
+    written first, by the same task. The datasets need their manifests (``materialise_inputs``).
     """
-    units = tuple((c, m) for c in sweep.conditions for m in sweep.unit_modes)
-    return [Task(model=model, dataset=ds, shard=k, units=units)
+    return [Task(model=model, dataset=ds, shard=k, units=sweep.units(ds, model))
             for model in sweep.models for ds in sweep.datasets for k in range(ds.shards)]

@@ -8,8 +8,14 @@ top-level ``padding=True`` would pad the mel windows and break the encoder.
 subfolder: ``non_lora_trainables.bin`` (non-LoRA weights, e.g. the projector, loaded
 first) and the PEFT LoRA adapter. Checkpoint key names are the flat ones
 (``multi_modal_projector.*``, ``language_model.model.*``); transformers 5 nests the modules
-(``model.multi_modal_projector.*``), so keys are mapped (:func:`to_model_keys`) and any key
-that still matches nothing is an error, never silently skipped.
+(``model.multi_modal_projector.*``). ``from_pretrained`` converts the names, but
+``load_state_dict`` does not, and with ``strict=False`` it would silently drop every key; so
+keys are mapped (:func:`to_model_keys`; keys already the model's stay as they are) and any key
+that still matches nothing is an error, never silently skipped. peft's own loader converts
+the adapter's keys (an adapter saved with the flat names gives the same logits).
+
+Processor call: one audio per text; never a top-level ``padding=True``. The released
+generation config samples by default; the toolkit always passes explicit settings.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from toolkit.audio import TARGET_SR
+from toolkit.errors import Pathlike
+from toolkit.models import tiny
 from toolkit.models.base import LoadOptions
 from toolkit.models.hf_chat import HFChatBackend
 from toolkit.models.registry import register_backend
@@ -30,6 +38,11 @@ _FLAT_TO_NESTED = (
     ("audio_tower.", "model.audio_tower."),
     ("multi_modal_projector.", "model.multi_modal_projector."),
 )
+#: Whisper's encoder-config names -> AudioFlamingo3EncoderConfig's.
+_ENCODER_NAMES = {"encoder_layers": "num_hidden_layers", "encoder_attention_heads": "num_attention_heads",
+                  "encoder_ffn_dim": "intermediate_size", "d_model": "hidden_size"}
+#: Modules the tiny AF-Think LoRA adapts (the language model's, as the release's adapter).
+THINK_TARGET_MODULES = r".*language_model.*\.(q_proj|v_proj)"
 
 
 def to_model_keys(state: Dict[str, Any], own_keys: set) -> Dict[str, Any]:
@@ -69,6 +82,47 @@ class AF3Backend(HFChatBackend):
             kwargs.update(audio=audios, audio_kwargs={"sampling_rate": TARGET_SR})
         return self.processor(**kwargs)
 
+    @classmethod
+    def build_tiny(cls, folder: Pathlike, **sizes: Any) -> Path:
+        """Save a tiny ``AudioFlamingo3ForConditionalGeneration`` + processor like ``nvidia/audio-flamingo-3-hf``.
+
+        Files: config.json, generation_config.json, model.safetensors, tokenizer files (with
+        the release's tokenizer chat template), processor_config.json (``<sound>`` audio
+        token, ``WhisperFeatureExtractor`` with 128 mel bins, 30 s windows) and
+        chat_template.jinja (the release's processor template: ``<sound>`` before the text of
+        the user turn).
+
+        Args:
+            folder: output folder (created; existing files are overwritten).
+            **sizes: ``size`` (a :data:`~toolkit.models.tiny.SIZES` name) and overrides of
+                ``hidden_size``, ``num_layers``, ``audio_d_model``, ``audio_layers``, ``seed``.
+
+        Returns:
+            ``Path(folder)``, with no ``think/`` (see :meth:`AF3ThinkBackend.build_tiny`).
+
+        Raises:
+            ValueError: an unknown size or option, or widths the attention heads do not divide.
+
+        Example:
+            >>> build_tiny("af3", tmp_path / "af3-seed1", seed=1)  # doctest: +SKIP
+        """
+        from transformers import (AudioFlamingo3Config, AudioFlamingo3EncoderConfig,
+                                  AudioFlamingo3ForConditionalGeneration, AudioFlamingo3Processor, Qwen2Config)
+
+        s = tiny.resolve_sizes(cls.name, sizes, tiny.AUDIO_LM_SIZES)
+        tok = tiny.build_tokenizer("af3")
+        tok.chat_template = tiny.AF3_TOKENIZER_CHAT_TEMPLATE
+        encoder = tiny.audio_encoder_kwargs(s["audio_d_model"], s["audio_layers"])
+        text = tiny.qwen2_text_kwargs(tok, s["hidden_size"], s["num_layers"], 32768, 1000000.0)
+        config = AudioFlamingo3Config(
+            audio_config=AudioFlamingo3EncoderConfig(**{_ENCODER_NAMES.get(k, k): v for k, v in encoder.items()}),
+            text_config=Qwen2Config(**text, bos_token_id=None, eos_token_id=tok.eos_token_id),
+            audio_token_id=tok.audio_token_id)
+        model = tiny.random_model(AudioFlamingo3ForConditionalGeneration, config, s["seed"])
+        processor = AudioFlamingo3Processor(feature_extractor=tiny.whisper_feature_extractor(), tokenizer=tok,
+                                            chat_template=tiny.AF3_CHAT_TEMPLATE)
+        return tiny.save_tiny(folder, "Audio Flamingo 3", model, processor, generation=tiny.generation_config(tok))
+
 
 @register_backend
 class AF3ThinkBackend(AF3Backend):
@@ -94,6 +148,56 @@ class AF3ThinkBackend(AF3Backend):
             raise ValueError(f"{think / 'non_lora_trainables.bin'}: keys match no parameter: "
                              f"{sorted(result.unexpected_keys)[:5]} ({len(result.unexpected_keys)} in all)")
         return PeftModel.from_pretrained(model, str(think))
+
+    @classmethod
+    def build_tiny(cls, folder: Pathlike, **sizes: Any) -> Path:
+        """Save a tiny ``af3`` folder (:meth:`AF3Backend.build_tiny`) plus an AF-Think style ``think/`` adapter.
+
+        ``think/adapter_config.json`` + ``think/adapter_model.safetensors``: a peft LoRA (rank 4)
+        on the language model's ``q_proj``/``v_proj`` only, with non-zero B so it changes the
+        logits, drawn with seed ``seed + 1``. ``think/non_lora_trainables.bin``: a
+        ``torch.save``'d state dict of the multi-modal projector (the base's, perturbed) under
+        the checkpoint names (``multi_modal_projector.linear_1.weight``...), as
+        ``model.safetensors`` names them. Assumption: the real release's keys could not be
+        inspected offline; its published loading code applies the file with
+        ``load_state_dict(extra, strict=False)``, which has an effect only if the keys are the
+        model's own names, so those are what is written (llava-style ``sound_mm_projector.*``
+        keys would be silently ignored there; :meth:`after_load` refuses them).
+
+        Args:
+            folder: output folder (created; existing files are overwritten).
+            **sizes: as :meth:`AF3Backend.build_tiny`.
+
+        Returns:
+            ``Path(folder)``: the base folder, loadable as ``af3`` and as ``af3-think``.
+
+        Raises:
+            ValueError: as :meth:`AF3Backend.build_tiny`.
+
+        Example:
+            >>> folder = build_tiny("af3-think", tmp_path / "af3")  # doctest: +SKIP
+            >>> sorted(p.name for p in (folder / "think").iterdir())  # doctest: +SKIP
+            ['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'non_lora_trainables.bin']
+        """
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import AudioFlamingo3ForConditionalGeneration
+
+        path = super().build_tiny(folder, **sizes)
+        base = AudioFlamingo3ForConditionalGeneration.from_pretrained(path).eval()
+        torch.manual_seed(tiny.resolve_sizes(cls.name, sizes, tiny.AUDIO_LM_SIZES)["seed"] + 1)
+        # in memory ``model.multi_modal_projector.*`` (transformers 5); in the file the checkpoint names
+        projector = {name[len("model."):]: (param.detach() + 0.05 * torch.randn_like(param)).contiguous()
+                     for name, param in base.named_parameters() if name.startswith("model.multi_modal_projector.")}
+        if not projector:  # pragma: no cover - guards against a transformers layout change
+            raise RuntimeError("no model.multi_modal_projector.* parameters in AudioFlamingo3ForConditionalGeneration")
+        lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, bias="none", target_modules=THINK_TARGET_MODULES,
+                          task_type="CAUSAL_LM")
+        adapter = get_peft_model(base, lora)
+        tiny.nonzero_lora(adapter)
+        think = tiny.save_tiny(path / "think", "AF-Think adapter", adapter)
+        torch.save(projector, think / "non_lora_trainables.bin")
+        return path
 
 
 def _think_folder(model_path: str) -> Path:

@@ -137,6 +137,16 @@ class Backend(abc.ABC):
             A ready backend.
         """
 
+    @classmethod
+    def build_tiny(cls, folder: Any, **sizes: Any) -> Any:
+        """Save a tiny random checkpoint of this family's real classes, laid out like the
+        published folder (families without one keep this default).
+
+        Raises:
+            NotImplementedError: the family has no tiny builder.
+        """
+        raise NotImplementedError(f"{cls.name} has no tiny builder")
+
     @abc.abstractmethod
     def prepare(self, requests: Sequence[Request]) -> Any:
         """Build model inputs for a batch on the CPU (thread-safe with respect to :meth:`generate`).

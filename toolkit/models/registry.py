@@ -1,15 +1,21 @@
-"""Backends by name: ``register_backend`` decorates a class, ``load_backend`` builds one."""
+"""Backends by name: ``register_backend`` decorates a class, ``load_backend`` builds one.
+
+A family is registered in one place, its backend module: the class (with its loader) and,
+for the families that have one, ``build_tiny`` - a tiny random checkpoint of the real
+classes, saved like the published folder, for tests and demos (:func:`build_tiny`).
+"""
 
 from __future__ import annotations
 
-import difflib
-import importlib
-from typing import Dict, List, Optional, Type
+from pathlib import Path
+from typing import Any, List, Optional, Type
 
+from toolkit.errors import Pathlike
 from toolkit.models.base import Backend, LoadOptions
+from toolkit.registry import Registry
 
 #: name -> module that registers it when imported (imported lazily: torch only when needed).
-BACKEND_MODULES: Dict[str, str] = {
+BACKENDS: Registry[Type[Backend]] = Registry("model", lazy={
     "simulated": "toolkit.models.simulated",
     "qwen2-audio": "toolkit.models.qwen2_audio",
     "qwen2.5-omni": "toolkit.models.qwen25_omni",
@@ -17,9 +23,7 @@ BACKEND_MODULES: Dict[str, str] = {
     "af3-think": "toolkit.models.af3",
     "whisper": "toolkit.models.whisper",
     "salmonn": "toolkit.models.salmonn.backend",
-}
-
-_REGISTRY: Dict[str, Type[Backend]] = {}
+})
 
 
 def register_backend(cls: Type[Backend]) -> Type[Backend]:
@@ -28,17 +32,13 @@ def register_backend(cls: Type[Backend]) -> Type[Backend]:
     Raises:
         ValueError: empty or already registered name.
     """
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"backend {cls.name!r} is already registered by {_REGISTRY[cls.name].__name__}")
-    _REGISTRY[cls.name] = cls
+    BACKENDS.register(cls.name, cls)
     return cls
 
 
 def backend_names() -> List[str]:
     """Every backend name, loaded or not."""
-    return sorted(set(BACKEND_MODULES) | set(_REGISTRY))
+    return BACKENDS.names()
 
 
 def get_backend_class(name: str) -> Type[Backend]:
@@ -47,13 +47,7 @@ def get_backend_class(name: str) -> Type[Backend]:
     Raises:
         ValueError: unknown name, with close matches and the valid names.
     """
-    if name not in _REGISTRY and name in BACKEND_MODULES:
-        importlib.import_module(BACKEND_MODULES[name])
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, backend_names(), n=2)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Valid: {', '.join(backend_names())}")
-    return _REGISTRY[name]
+    return BACKENDS.get(name)
 
 
 def load_backend(name: str, model_path: Optional[str], options: LoadOptions = LoadOptions()) -> Backend:
@@ -68,3 +62,33 @@ def load_backend(name: str, model_path: Optional[str], options: LoadOptions = Lo
         The loaded backend.
     """
     return get_backend_class(name).load(model_path, options)
+
+
+def has_tiny(name: str) -> bool:
+    """Whether backend ``name`` can build a tiny random checkpoint (:func:`build_tiny`)."""
+    return get_backend_class(name).build_tiny.__func__ is not Backend.build_tiny.__func__
+
+
+def build_tiny(name: str, folder: Pathlike, **sizes: Any) -> Path:
+    """Save a tiny random checkpoint of backend ``name``'s real classes to ``folder``.
+
+    Args:
+        name: registry name (see :func:`has_tiny`).
+        folder: output folder, laid out like the published checkpoint.
+        **sizes: the family's size options (``hidden_size``, ``num_layers``, ``seed`` ...).
+
+    Returns:
+        The folder, loadable with ``load_backend(name, str(folder))``.
+
+    Raises:
+        ValueError: unknown backend, or one without a tiny builder.
+
+    Example:
+        >>> path = build_tiny("qwen2-audio", tmp_path / "qwen2-audio")  # doctest: +SKIP
+        >>> backend = load_backend("qwen2-audio", str(path))  # doctest: +SKIP
+    """
+    cls = get_backend_class(name)
+    if not has_tiny(name):
+        tiny = [n for n in backend_names() if n != name and has_tiny(n)]
+        raise ValueError(f"model {name!r} has no tiny builder (tiny models exist for {', '.join(tiny)})")
+    return cls.build_tiny(folder, **sizes)

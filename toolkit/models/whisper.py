@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from toolkit.audio import TARGET_SR
-from toolkit.errors import InputError
+from toolkit.errors import InputError, Pathlike
+from toolkit.models import tiny
 from toolkit.models.base import Generation, GenerationSettings, Request
 from toolkit.models.hf_chat import HFChatBackend, Prepared
 from toolkit.models.registry import register_backend
 
 TASKS = ("transcribe", "translate")
+#: Language codes of the tiny Whisper vocabulary (the first of the real ``<|en|>``, ``<|zh|>`` ... list).
+TINY_LANGUAGES = ("en", "zh", "de", "es", "fr")
 _TOKEN = re.compile(r"<\|([^|<>]+)\|>")
 
 
@@ -155,3 +159,67 @@ class WhisperBackend(HFChatBackend):
         """The chat backends' facts, plus that no text prompt is read and whether languages can be forced."""
         return {**super().describe(), "text_prompt": "none (the template names the forced task and language)",
                 "multilingual": self.multilingual, "max_audio_seconds": self.max_audio_seconds}
+
+    @classmethod
+    def build_tiny(cls, folder: Pathlike, **sizes: Any) -> Path:
+        """Save a tiny multilingual Whisper + ``WhisperProcessor`` like ``openai/whisper-large-v3``.
+
+        Files: config.json, generation_config.json (greedy; ``lang_to_id``, ``task_to_id``,
+        ``no_timestamps_token_id`` and ``is_multilingual`` as in the real checkpoints, so
+        ``generate(language="en", task="transcribe")`` forces them), model.safetensors, the
+        tokenizer files and processor_config.json (128 mel bins, 30 s windows, as large-v3).
+        Weights are drawn with ``init_std=0.3``: at Whisper's default 0.02 a tiny random
+        decoder emits the same tokens whatever the clip, which would make batched-equals-single
+        checks vacuous. The tokenizer is ``WhisperTokenizer`` over the byte-level BPE of
+        :func:`~toolkit.models.tiny.train_bpe` (any text round-trips), followed by Whisper's
+        special tokens in the real order: ``<|endoftext|>`` (eos, pad),
+        ``<|startoftranscript|>``, one ``<|xx|>`` per :data:`TINY_LANGUAGES` code,
+        ``<|translate|>``, ``<|transcribe|>``, ``<|startoflm|>``, ``<|startofprev|>``,
+        ``<|nospeech|>``, ``<|notimestamps|>``.
+
+        Args:
+            folder: output folder (created; existing files are overwritten).
+            **sizes: ``size`` (a :data:`~toolkit.models.tiny.SIZES` name) and overrides of
+                ``audio_d_model`` (encoder and decoder width), ``audio_layers`` (encoder and
+                decoder layers) and ``seed``.
+
+        Returns:
+            ``Path(folder)`` (also the ``whisper/`` part of a tiny SALMONN).
+
+        Raises:
+            ValueError: an unknown size or option; an ``audio_d_model`` not a multiple of 16.
+
+        Example:
+            >>> WhisperProcessor.from_pretrained(build_tiny("whisper", tmp_path / "w"))  # doctest: +SKIP
+        """
+        from tokenizers import AddedToken
+        from transformers import (GenerationConfig, WhisperConfig, WhisperForConditionalGeneration,
+                                  WhisperProcessor, WhisperTokenizer)
+
+        s = tiny.resolve_sizes(cls.name, sizes, ("audio_d_model", "audio_layers", "seed"))
+        vocab, merges = tiny.train_bpe()
+        languages = [f"<|{code}|>" for code in TINY_LANGUAGES]
+        specials = ["<|endoftext|>", "<|startoftranscript|>", *languages, "<|translate|>", "<|transcribe|>",
+                    "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+        ids = {t: len(vocab) + i for i, t in enumerate(specials)}
+        eot, start = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
+        tok = WhisperTokenizer(
+            vocab=vocab, merges=merges, unk_token=specials[0], bos_token=specials[0], eos_token=specials[0],
+            pad_token=specials[0], model_max_length=448,
+            added_tokens_decoder={i: AddedToken(t, special=True, normalized=False) for t, i in ids.items()})
+        if {t: tok.convert_tokens_to_ids(t) for t in specials} != ids:  # pragma: no cover - transformers change
+            raise RuntimeError("Whisper special token ids differ from the intended ones")
+        encoder = tiny.audio_encoder_kwargs(s["audio_d_model"], s["audio_layers"])
+        decoder = {"decoder_layers": encoder["encoder_layers"], "decoder_ffn_dim": encoder["encoder_ffn_dim"],
+                   "decoder_attention_heads": encoder["encoder_attention_heads"]}
+        config = WhisperConfig(vocab_size=len(tok), **encoder, **decoder, max_target_positions=448,
+                               decoder_start_token_id=start, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
+                               suppress_tokens=None, begin_suppress_tokens=None, init_std=0.3)
+        model = tiny.random_model(WhisperForConditionalGeneration, config, s["seed"])
+        generation = GenerationConfig(
+            decoder_start_token_id=start, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, do_sample=False,
+            max_length=448, is_multilingual=True, lang_to_id={t: ids[t] for t in languages},
+            task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+            no_timestamps_token_id=ids["<|notimestamps|>"], begin_suppress_tokens=[eot])
+        processor = WhisperProcessor(feature_extractor=tiny.whisper_feature_extractor(), tokenizer=tok)
+        return tiny.save_tiny(folder, "Whisper", model, processor, generation=generation)

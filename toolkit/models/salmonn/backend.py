@@ -32,11 +32,14 @@ they do not depend on the beams.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from toolkit.audio import TARGET_SR
+from toolkit.errors import Pathlike
+from toolkit.models import tiny
 from toolkit.models.base import Generation, GenerationSettings, LoadOptions, Request
 from toolkit.models.hf_chat import HFChatBackend, Prepared, resolve_device, resolve_dtype
 from toolkit.models.registry import register_backend
@@ -192,6 +195,101 @@ class SalmonnBackend(HFChatBackend):
                 "device": self.device,
                 "prompt_template": layout.prompt_template, "num_beams_by_default": layout.num_beams,
                 "speech_tokens": self.model.speech_tokens(), "max_audio_seconds": self.max_audio_seconds}
+
+    @classmethod
+    def build_tiny(cls, folder: Pathlike, **sizes: Any) -> Path:
+        """Save a tiny random SALMONN as the release's four parts (see :mod:`toolkit.models.salmonn.loader`).
+
+        Files:
+
+        - ``whisper/``: a tiny ``whisper`` folder (:meth:`WhisperBackend.build_tiny
+          <toolkit.models.whisper.WhisperBackend.build_tiny>`; ``WhisperModel`` reads its
+          encoder, ``WhisperFeatureExtractor`` its ``preprocessor_config.json``).
+        - ``beats.pt``: ``{"cfg", "model", "label_dict"}`` like
+          ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`` (release parameter names, a 5-class
+          ``predictor``; real widths 512/768 shrunk to 32/``beats_dim``).
+        - ``vicuna/``: ``LlamaForCausalLM`` + ``LlamaTokenizer`` (``<unk>``/``<s>``/``</s>`` = 0/1/2,
+          256 byte-fallback tokens, then a BPE trained on the built-in sentences with Llama's
+          ``▁`` word prefix) and a generation config like Vicuna's (eos 2, pad 0).
+        - ``salmonn.pth``: ``{"model": ...}`` with the Q-Former (2 layers, ``qformer_hidden``
+          wide), query token, LayerNorms, projection and LoRA (r=8; B drawn non-zero so it
+          changes the logits) under the release's names, plus the buffers the release's files
+          also carry (``speech_Qformer.bert.embeddings.position_ids``, per-layer
+          ``rotary_emb.inv_freq``).
+
+        Args:
+            folder: output folder (created; existing files are overwritten).
+            **sizes: ``size`` (a :data:`~toolkit.models.tiny.SIZES` name) and overrides of
+                ``hidden_size`` (LLM width, heads of 16), ``num_layers`` (LLM layers),
+                ``audio_d_model`` and ``audio_layers`` (Whisper encoder), ``beats_dim`` (BEATs
+                width, 4 heads), ``qformer_hidden`` (a multiple of 64: BERT's head size), ``seed``.
+
+        Returns:
+            ``Path(folder)``, read by :func:`~toolkit.models.salmonn.loader.read_layout`.
+
+        Raises:
+            ValueError: an unknown size or option (:func:`~toolkit.models.tiny.resolve_sizes`).
+
+        Example:
+            >>> salmonn = load_backend("salmonn", str(build_tiny("salmonn", tmp_path / "s")))  # doctest: +SKIP
+        """
+        import torch
+        from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+        from toolkit.models.salmonn.beats import BEATs, BEATsConfig
+        from toolkit.models.salmonn.loader import assemble, checkpoint_state
+        from toolkit.models.salmonn.model import QFormerSpec
+        from toolkit.models.whisper import WhisperBackend
+
+        s = tiny.resolve_sizes(cls.name, sizes, (*tiny.AUDIO_LM_SIZES, "beats_dim", "qformer_hidden"))
+        hidden, beats_dim, head_dim = s["hidden_size"], s["beats_dim"], 16
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        layout = SalmonnLayout(whisper_path=path / "whisper", beats_path=path / "beats.pt",
+                               llama_path=path / "vicuna", ckpt=path / "salmonn.pth")
+        WhisperBackend.build_tiny(layout.whisper_path, audio_d_model=s["audio_d_model"],
+                                  audio_layers=s["audio_layers"], seed=s["seed"])
+        torch.manual_seed(s["seed"])
+        beats = BEATsConfig(embed_dim=32, encoder_layers=2, encoder_embed_dim=beats_dim,
+                            encoder_ffn_embed_dim=2 * beats_dim, encoder_attention_heads=4, finetuned_model=True,
+                            predictor_class=5)
+        torch.save({"cfg": beats.to_dict(), "model": BEATs(beats).state_dict(),
+                    "label_dict": {i: f"/m/tiny{i}" for i in range(5)}}, layout.beats_path)
+        tok = _tiny_vicuna_tokenizer()
+        llama = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=s["num_layers"],
+            num_attention_heads=hidden // head_dim, num_key_value_heads=hidden // head_dim,
+            max_position_embeddings=2048, bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+            initializer_range=0.2)).eval()
+        tiny.save_tiny(layout.llama_path, "Vicuna", llama, tok,
+                       generation=GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, do_sample=False))
+
+        spec = QFormerSpec(hidden_size=s["qformer_hidden"], num_layers=2, intermediate_size=2 * s["qformer_hidden"],
+                           num_query_tokens=1, encoder_width=s["audio_d_model"] + beats_dim, lora_rank=8)
+        model = assemble(layout, spec)
+        tiny.nonzero_lora(model)
+        state = checkpoint_state(model)
+        state["speech_Qformer.bert.embeddings.position_ids"] = torch.arange(512).unsqueeze(0)
+        inv_freq = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        for layer in range(s["num_layers"]):
+            state[f"llama_model.base_model.model.model.layers.{layer}.self_attn.rotary_emb.inv_freq"] = inv_freq.clone()
+        torch.save({"model": state}, layout.ckpt)
+        log.info("saved tiny SALMONN (%d parameters) to %s", sum(p.numel() for p in model.parameters()), path)
+        return path
+
+
+def _tiny_vicuna_tokenizer() -> Any:
+    """A ``LlamaTokenizer`` like Vicuna's: ``<unk>``/``<s>``/``</s>`` = 0/1/2, 256 byte-fallback tokens, then BPE."""
+    from tokenizers import pre_tokenizers
+    from transformers import LlamaTokenizer
+
+    specials = ["<unk>", "<s>", "</s>"]
+    trained, merges = tiny.train_bpe(pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"), specials,
+                                     ["USER: <Speech><SpeechHere></Speech> Describe it.\nASSISTANT:"])
+    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
+    for token, _ in sorted(trained.items(), key=lambda kv: kv[1]):
+        vocab.setdefault(token, len(vocab))
+    return LlamaTokenizer(vocab=vocab, merges=merges)
 
 
 def _release_clip(audio: np.ndarray) -> np.ndarray:

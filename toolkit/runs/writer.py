@@ -1,13 +1,10 @@
-"""Units of work on disk: shard naming and slicing, append-only result files that resume.
+"""Append-only result files that resume: one writer at a time, no broken line ever kept.
 
-A result file holds one JSON row per finished (item, run), appended and flushed line by
-line. :class:`ShardWriter` reopens an existing file, first cuts off a torn last line (a
-process killed mid-write leaves one without its newline), reads which (id, run) pairs are
-done, and appends only new rows. No file ever holds a broken line.
-
-Layout used by ``launch`` (``bin/infer --out`` accepts any path)::
-
-    runs/<experiment>/<model>/<dataset>/<condition>/<mode>/shard-00003-of-00016.jsonl
+A result file holds one JSON row per finished key (id, run, variant), appended and flushed
+line by line. :class:`ShardWriter` takes the file's exclusive lock
+(:class:`toolkit.runs.lock.WriterLock`), first cuts off a torn last line (a process killed
+mid-write leaves one without its newline), reads which keys are done, and appends only new
+rows.
 """
 
 from __future__ import annotations
@@ -15,57 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from pathlib import Path
-from typing import IO, List, Optional, Sequence, Set, Tuple, TypeVar
+from typing import IO, Callable, Mapping, Optional, Set, Union
 
 from toolkit.errors import InputError, Pathlike
 from toolkit.jsonl import iter_jsonl_objects
+from toolkit.rows import ResultRow, RowKey
+from toolkit.runs.lock import WriterLock
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-DoneKey = Tuple[str, int, str]
-_SHARD_SPEC = re.compile(r"^(\d+)/(\d+)$")
-
-
-def parse_shard(spec: str) -> Tuple[int, int]:
-    """``"3/16"`` -> ``(3, 16)``: shard K (0-based, like a SLURM array task id) of N.
-
-    Raises:
-        ValueError: malformed spec or K outside 0..N-1.
-    """
-    match = _SHARD_SPEC.match(spec.strip())
-    if not match:
-        raise ValueError(f"shard must look like K/N (e.g. 0/4), not {spec!r}")
-    k, n = int(match.group(1)), int(match.group(2))
-    if n < 1 or not 0 <= k < n:
-        raise ValueError(f"shard {spec!r}: need N >= 1 and 0 <= K < N")
-    return k, n
-
-
-def select_shard(items: Sequence[T], k: int, n: int) -> List[T]:
-    """Shard ``k`` of ``n``: every n-th item starting at position k (round robin).
-
-    Round robin keeps shards the same size and mixes short and long clips; the slice
-    depends only on the manifest order, so every node computes the same one.
-
-    Example:
-        >>> select_shard(list("abcdefg"), 1, 3)
-        ['b', 'e']
-    """
-    return list(items[k::n])
-
-
-def shard_path(root: Pathlike, experiment: str, model: str, dataset: str, condition: str, mode: str,
-               k: int, n: int) -> Path:
-    """``root/<experiment>/<model>/<dataset>/<condition>/<mode>/shard-0000k-of-0000n.jsonl``."""
-    for name, value in (("experiment", experiment), ("model", model), ("dataset", dataset),
-                        ("condition", condition), ("mode", mode)):
-        if not value or "/" in value or value in (".", ".."):
-            raise ValueError(f"{name} {value!r} cannot be a path component")
-    return Path(root, experiment, model, dataset, condition, mode.replace(":", "_"),
-                f"shard-{k:05d}-of-{n:05d}.jsonl")
 
 
 def cut_torn_tail(path: Pathlike) -> int:
@@ -96,19 +51,19 @@ def cut_torn_tail(path: Pathlike) -> int:
         return size - keep
 
 
-def row_key(row: dict) -> DoneKey:
+def row_key(row: Mapping) -> RowKey:
     """What identifies a row in a result file: ``(id, run, variant)``; ``variant`` is ``""``
     for plain inference rows and names the intervention variant for ``bin/condition`` rows."""
     return str(row["id"]), int(row["run"]), str(row.get("variant") or "")
 
 
-def read_done(path: Pathlike) -> Set[DoneKey]:
+def read_done(path: Pathlike) -> Set[RowKey]:
     """The (id, run, variant) keys already in a result file (after :func:`cut_torn_tail`).
 
     Raises:
         InputError: a complete line that is not a JSON row with ``id`` and ``run``.
     """
-    done: Set[DoneKey] = set()
+    done: Set[RowKey] = set()
     for lineno, row in iter_jsonl_objects(path):
         try:
             done.add(row_key(row))
@@ -123,6 +78,11 @@ class ShardWriter:
 
     Args:
         path: the result file (created with its folders if absent).
+        before_open: called once the lock is held and before the file is touched (e.g. to
+            check or write its sidecar); what it raises releases the lock and propagates.
+
+    Raises:
+        FileBusy: another live process is writing ``path``.
 
     Attributes:
         done: (id, run, variant) keys present in the file, including those appended since opening.
@@ -134,19 +94,36 @@ class ShardWriter:
         ...         w.append({"id": "item-1", "run": 0, "pred": 2})
     """
 
-    def __init__(self, path: Pathlike) -> None:
+    def __init__(self, path: Pathlike, before_open: Optional[Callable[[], None]] = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = WriterLock(self.path).acquire()
+        try:
+            if before_open is not None:
+                before_open()
+            self._open()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self) -> None:
         self.torn_bytes = cut_torn_tail(self.path) if self.path.exists() else 0
         if self.torn_bytes:
             log.warning("%s: cut a torn last line (%d bytes) left by an interrupted run", self.path, self.torn_bytes)
-        self.done: Set[DoneKey] = read_done(self.path) if self.path.exists() else set()
+        self.done: Set[RowKey] = read_done(self.path) if self.path.exists() else set()
         self._fh: Optional[IO[str]] = open(self.path, "a", encoding="utf-8")
 
-    def append(self, row: dict) -> None:
-        """Write one row as a line and flush it; the row must carry ``id`` and ``run``."""
+    def append(self, row: Union[ResultRow, Mapping]) -> None:
+        """Write one row (a :class:`ResultRow`, or a JSON object with ``id`` and ``run``) as a line
+        and flush it.
+
+        Raises:
+            ValueError: the writer is closed, or the row's key is already in the file.
+        """
         if self._fh is None:
             raise ValueError(f"{self.path}: writer is closed")
+        if isinstance(row, ResultRow):
+            row = row.to_dict()
         key = row_key(row)
         if key in self.done:
             raise ValueError(f"{self.path}: row for id {key[0]!r} run {key[1]} {key[2]} already written")
@@ -155,12 +132,13 @@ class ShardWriter:
         self.done.add(key)
 
     def close(self) -> None:
-        """Flush to disk and close."""
+        """Flush to disk, close and release the lock."""
         if self._fh is not None:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
+        self._lock.release()
 
     def __enter__(self) -> "ShardWriter":
         return self
