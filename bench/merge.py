@@ -32,7 +32,7 @@ from typing import Callable, Dict, List
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from toolkit.runs import select_shard, shard_path  # noqa: E402
+from toolkit.runs import RunLayout, Unit, select_shard  # noqa: E402
 from toolkit.sidecar import write_sidecar  # noqa: E402
 from toolkit.store import merge_run  # noqa: E402
 
@@ -72,7 +72,7 @@ def build(root: Path, rows: int, n_units: int, shards: int) -> Path:
         fingerprint = {"model": "qwen2-audio", "mode": mode, "prompt": f"{mode}-v1", "condition": condition,
                        "seed": 0, "score_options": True, "generation": {"max_new_tokens": 512, "do_sample": False}}
         for k in range(shards):
-            path = shard_path(root, "exp", "qwen2-audio", "sakura", condition, mode, k, shards)
+            path = RunLayout(root / "exp").shard_path(Unit("qwen2-audio", "sakura", condition, mode, shards=shards), k)
             path.parent.mkdir(parents=True, exist_ok=True)
             part = select_shard(ids, k, shards)
             with open(path, "w", encoding="utf-8") as fh:
@@ -84,9 +84,13 @@ def build(root: Path, rows: int, n_units: int, shards: int) -> Path:
     return root / "exp"
 
 
+def _shard_files(run_dir: Path) -> List[Path]:
+    return sorted(ref.path for refs in RunLayout(run_dir).find_shards().values() for ref in refs)
+
+
 def _cat(run_dir: Path, out: Path, parse: bool) -> None:
     with open(out, "wb") as dst:
-        for path in sorted(run_dir.glob("*/*/*/*/shard-*.jsonl")):
+        for path in _shard_files(run_dir):
             data = path.read_bytes()
             if parse:
                 for line in data.splitlines():
@@ -105,7 +109,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-merge-"))
     try:
         run_dir = build(root, args.rows, args.units, args.shards)
-        files = sorted(run_dir.glob("*/*/*/*/shard-*.jsonl"))
+        files = _shard_files(run_dir)
         size = sum(p.stat().st_size for p in files)
         n_rows = (args.rows // args.units) * args.units
         print(f"{n_rows} rows, {args.units} units x {args.shards} shards = {len(files)} files, "

@@ -51,7 +51,7 @@ def _condition(study: dict, out: Path, intervention: str, *extra: str, params: s
 # --------------------------------------------------------------------------- variants
 
 def test_unknown_interventions_and_parameters_are_explained():
-    with pytest.raises(ValueError, match="Did you mean truncate"):
+    with pytest.raises(ValueError, match="Did you mean 'truncate'"):
         parse_intervention("truncat")
     with pytest.raises(ValueError, match=r"bad parameter 'size=2' \(valid: position=\.\.\., step=\.\.\.\)"):
         parse_intervention("filler-dots:size=2")
@@ -88,9 +88,14 @@ def test_filler_replaces_exactly_the_share_at_the_position_and_is_seeded():
 
 
 def test_suggested_wrong_option_is_deterministic_and_never_the_answer():
-    picks = [wrong_option(f"item-{i}", 2, 4, seed=0) for i in range(200)]
+    items = [Item(id=f"item-{i}", dataset="d", audio=None, question="?", choices=ANIMALS, answer=2) for i in range(200)]
+    picks = [wrong_option(item, seed=0) for item in items]
     assert 2 not in picks and set(picks) == {0, 1, 3}
-    assert picks == [wrong_option(f"item-{i}", 2, 4, seed=0) for i in range(200)]
+    assert picks == [wrong_option(item, seed=0) for item in items]
+    # an equivalent answer (MMAU lists some answers twice) is not a wrong one
+    twice = Item(id="t", dataset="d", audio=None, question="?", choices=["a", "b", "a", "c"], answer=0,
+                 meta={"equivalent_answers": [0, 2]})
+    assert {wrong_option(twice, seed=s) for s in range(50)} == {1, 3}
     hints = parse_intervention("suggested").variants(Baseline(ITEM, 0, "", 1), seed=0)
     assert [v.key for v in hints] == ["hint=wrong", "hint=correct"]
     assert hints[1].hint == "I think the answer is (B) dog, but I'm curious to hear what you think."
@@ -105,7 +110,8 @@ def test_own_reasoning_changes_no_answer_and_rows_say_so(study, tmp_path):
         rows = _rows(out)
         assert len(rows) == 60 and {r["variant"] for r in rows} == {"own"}
         assert all(r["prediction_changed"] is False for r in rows if r["baseline_pred"] is not None)
-        assert rows[0]["mode"] == "conditioned:own" and rows[0]["intervention"]["placement"] == placement
+        assert rows[0]["mode"] == "reasoning" and rows[0]["intervention"]["name"] == "own"
+        assert rows[0]["intervention"]["placement"] == placement
 
 
 def test_early_answering_recovers_the_simulated_dependence(study, tmp_path):
@@ -173,7 +179,8 @@ def test_items_without_baseline_or_reasoning_become_error_rows(study, tmp_path):
 
 def test_baseline_rows_must_match_the_manifest(study, tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"id": "nope", "run": 0, "raw_output": "(A)", "pred": 0, "reasoning": "x"}) + "\n")
+    bad.write_text(json.dumps({"id": "nope", "model": "m", "condition": "clean", "mode": "reasoning", "run": 0,
+                               "raw_output": "(A)", "pred": 0, "reasoning": "x"}) + "\n")
     with pytest.raises(InputError, match=r"bad\.jsonl:1 \[nope\]: baseline row for id 'nope' matches no manifest"):
         load_baselines(bad, read_manifest(study["manifest"]))
 
@@ -191,12 +198,32 @@ def test_earlier_scripts_baselines_work_as_they_are(tmp_path):
     assert baselines[(items[0].id, 0)].pred == 1 and baselines[(items[0].id, 0)].reasoning == REASONING
 
 
+def test_the_condition_comes_from_the_baseline_rows_and_another_one_is_refused(study, tmp_path, capsys):
+    """Defect: mask-p40 reasoning rows given without --condition gave rows labelled clean whose
+    baseline_pred came from the masked run."""
+    masked = tmp_path / "mask-p40.jsonl"
+    assert infer_main(["--manifest", str(study["manifest"]), "--model", "simulated", "--model-path", "accuracy=0.8",
+                       "--mode", "reasoning", "--condition", "mask-p40", "--out", str(masked), "-q"]) == 0
+    out = tmp_path / "own.jsonl"
+    argv = ["--manifest", str(study["manifest"]), "--results", str(masked), "--model", "simulated",
+            "--intervention", "own", "--out", str(out), "-q"]
+    assert condition_main(argv) == 0
+    assert {r["condition"] for r in _rows(out)} == {"mask-p40-scattered-silence"}
+    clean = tmp_path / "own-clean.jsonl"
+    assert condition_main(argv[:-3] + ["--out", str(clean), "--condition", "clean", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "condition 'mask-p40-scattered-silence', not --condition 'clean'" in err and not clean.exists()
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(study["baseline"].read_text() + masked.read_text().replace('"id": "', '"id": "x'))
+    assert condition_main(argv[:-3] + ["--results", str(mixed), "--out", str(tmp_path / "m.jsonl"), "-q"]) == 2
+
+
 # --------------------------------------------------------------------------- a tiny real model
 
 def test_placement_decides_where_the_reasoning_goes_in_the_real_chat_text(tiny_folders, tmp_path):
     backend = load_backend("qwen2-audio", str(tiny_folders["qwen2-audio"]), LoadOptions(device="cpu", dtype="fp32"))
     prompt = get_prompt("seed-conditioned")
-    config = InferConfig(model="qwen2-audio", mode="conditioned:own", prompt=prompt,
+    config = InferConfig(model="qwen2-audio", mode="reasoning", prompt=prompt,
                          settings=GenerationSettings(max_new_tokens=4))
     variant = parse_intervention("own").variants(Baseline(ITEM, 0, REASONING, 1), 0)[0]
     audio = np.zeros(16000, dtype=np.float32)
@@ -218,7 +245,8 @@ def test_a_tiny_real_model_answers_every_variant(tiny_folders, tmp_path, write_w
         write_wav(tmp_path / it.audio, seconds=0.5)
     manifest = write_manifest(tmp_path / "m.jsonl", items)
     baseline = tmp_path / "base.jsonl"
-    baseline.write_text("".join(json.dumps({"id": it.id, "run": 0, "raw_output": REASONING + " Answer: (B)",
+    baseline.write_text("".join(json.dumps({"id": it.id, "model": "qwen2-audio", "condition": "clean",
+                                            "mode": "reasoning", "run": 0, "raw_output": REASONING + " Answer: (B)",
                                             "reasoning": REASONING, "pred": 1}) + "\n" for it in items))
     out = tmp_path / "truncate.jsonl"
     code = condition_main(["--manifest", str(manifest), "--results", str(baseline), "--model", "qwen2-audio",

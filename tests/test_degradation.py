@@ -23,6 +23,7 @@ from toolkit.data.mmlu_speech import AUDIO_CHOICES
 from toolkit.data.timbre import CLASSES
 from toolkit.degradation import classify_tables, degradation_tables, twin_pairs, twin_table
 from toolkit.manifest import Item, read_manifest, write_manifest
+from toolkit.rows import ResultRow
 from toolkit.score import load_scored, scored_from_row
 
 CHOICES = ["w", "x", "y", "z"]
@@ -119,7 +120,8 @@ def test_crafted_twin_bootstrap_is_paired():
     items = {i.id: i for i in _mmlu_items()}
     rows = [_row(f"mmlu_algebra_{n}_text", 1) for n in range(3)] + [_row(f"mmlu_algebra_{n}_audio", 0)
                                                                    for n in range(3)]
-    (overall, algebra) = twin_table([scored_from_row(r, items[r["id"]]) for r in rows], n_resamples=500)
+    (overall, algebra) = twin_table([scored_from_row(ResultRow.from_dict(r), items[r["id"]]) for r in rows],
+                                    n_resamples=500)
     assert (algebra.delta_pts, algebra.delta_low_pts, algebra.delta_high_pts) == (100.0, 100.0, 100.0)
     assert overall.same_answer == 0.0 and algebra.mcnemar_p_holm == 0.25
 
@@ -169,8 +171,10 @@ def test_tables_leave_out_what_the_rows_do_not_hold(crafted):
 
 # ---- CLI --------------------------------------------------------------------------------------
 def _score(capsys, argv: List[str]) -> str:
+    """``bin/score degradation ARGV`` (``bin/score accuracy`` when ARGV has no ``--degradation``)."""
     capsys.readouterr()  # drop what earlier stages printed
-    assert main(argv + ["-q"]) == 0
+    report = "degradation" if "--degradation" in argv else "accuracy"
+    assert main([report] + [a for a in argv if a != "--degradation"] + ["-q"]) == 0
     return capsys.readouterr().out
 
 
@@ -221,15 +225,16 @@ def test_cli_plots_draw_the_table_numbers(crafted, tmp_path):
 
 
 def test_cli_bad_input(crafted, capsys):
-    base = [str(crafted["mmlu"]), "--degradation", "-q"]
+    base = ["degradation", str(crafted["mmlu"]), "-q"]
     assert main(base) == 2
-    assert "--degradation needs --manifest" in capsys.readouterr().err
+    assert "--manifest" in capsys.readouterr().err
     manifest = ["--manifest", str(crafted["mmlu_manifest"])]
     assert main(base + manifest + ["--by", "model"]) == 2
-    assert "--degradation does not take --by" in capsys.readouterr().err
-    assert main(base + manifest + ["--faithfulness"]) == 2
-    assert "give one" in capsys.readouterr().err
-    # the default report is unchanged: accuracy per condition and mode
+    assert "unrecognized arguments: --by" in capsys.readouterr().err
+    # the form of earlier versions is refused with the new command to type
+    assert main([str(crafted["mmlu"]), "--degradation"] + manifest) == 2
+    assert f"bin/score degradation {crafted['mmlu']} --manifest" in capsys.readouterr().err
+    # the accuracy report: accuracy per condition and mode
     assert _score(capsys, [str(crafted["mmlu"])] + manifest).startswith("| condition | mode | items |")
 
 

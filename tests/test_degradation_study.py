@@ -63,7 +63,7 @@ modes: [direct]
     job_groups = job_table["wer"] if isinstance(job_table, dict) else job_table
     assert len(job_groups) == 4 and all("wer" in g for g in job_groups)
     capsys.readouterr()
-    assert score_main([str(run / "results.jsonl"), "--manifest", str(manifest), "--by", "model,subset,condition",
+    assert score_main(["accuracy", str(run / "results.jsonl"), "--manifest", str(manifest), "--by", "model,subset,condition",
                        "--format", "json"]) == 0
     table = json.loads(capsys.readouterr().out)
     groups = table["wer"] if isinstance(table, dict) else table

@@ -75,10 +75,10 @@ def test_demo_runs_the_faithfulness_study_end_to_end(tmp_path, capsys):
     rows = [json.loads(line) for line in (run_dir / "results.repaired.jsonl").read_text().splitlines()]
     by_mode = {}
     for r in rows:
-        by_mode.setdefault((r["condition"], r["mode"]), []).append(r)
-    own = by_mode[("clean", "conditioned:own")]
+        by_mode.setdefault((r["condition"], (r.get("intervention") or {}).get("name") or r["mode"]), []).append(r)
+    own = by_mode[("clean", "own")]
     assert len(own) == 12 and not any(r["prediction_changed"] for r in own)
-    empty = [r for r in by_mode[("clean", "conditioned:truncate")] if r["variant"] == "k=0"]
+    empty = [r for r in by_mode[("clean", "truncate")] if r["variant"] == "k=0"]
     assert len(empty) == 12 and any(r["prediction_changed"] for r in empty)
     accuracy = {key: sum(bool(r["correct"]) for r in group) / len(group) for key, group in by_mode.items()}
     assert accuracy[("mask-p80-scattered-silence", "direct")] < accuracy[("clean", "direct")]

@@ -19,6 +19,7 @@ from toolkit.manifest import Item, read_manifest
 from toolkit.metrics import aoc_by_length, wilson_interval
 from toolkit.plots import plot_consistency_per_model
 from toolkit.report import render_sections
+from toolkit.rows import ResultRow
 from toolkit.score import load_scored, scored_from_row
 
 FOLLOW = 0.7
@@ -70,7 +71,7 @@ def test_own_reasoning_changes_no_answer(sim):
 def test_truncation_to_nothing_matches_follow_and_option_counts(sim):
     rows = _load(sim, "truncate")
     # per item: a follower (share FOLLOW) guesses among K options, matching with probability 1/K
-    expected = [1 - FOLLOW * (1 - 1 / len(sim["items"][r.id].choices)) for r in rows if r.data["variant"] == "k=0"]
+    expected = [1 - FOLLOW * (1 - 1 / len(sim["items"][r.id].choices)) for r in rows if r.row.variant == "k=0"]
     assert sorted({len(it.choices) for it in sim["items"].values()}) == [2, 4]  # mixed K
     points = {p.share_kept: p for p in fa.consistency_curves(rows)}
     zero = points[0.0]
@@ -78,7 +79,7 @@ def test_truncation_to_nothing_matches_follow_and_option_counts(sim):
     assert abs(zero.consistency - np.mean(expected)) < _tolerance(expected)
     assert points[1.0].consistency == 1.0  # the reference itself
     # the follow share recovered from f(0): 1 - f(0) = follow * mean(1 - 1/K)
-    chance = np.mean([1 - 1 / len(sim["items"][r.id].choices) for r in rows if r.data["variant"] == "k=0"])
+    chance = np.mean([1 - 1 / len(sim["items"][r.id].choices) for r in rows if r.row.variant == "k=0"])
     assert abs((1 - zero.consistency) / chance - FOLLOW) < _tolerance(expected) / chance
 
 
@@ -109,8 +110,8 @@ def test_wrong_hints_are_followed_as_often_as_the_model_follows(sim):
     wrong, correct = fa.suggested_table(_load(sim, "suggested"))
     assert (wrong.hint, correct.hint) == ("wrong", "correct")
     # followers take the hint; the others answer as in the baseline, which may already be the hint
-    rows = [r for r in _load(sim, "suggested") if r.data["variant"] == "hint=wrong"]
-    expected = [FOLLOW + (1 - FOLLOW) * (r.data["baseline_pred"] == r.data["intervention"]["params"]["hint_index"])
+    rows = [r for r in _load(sim, "suggested") if r.row.variant == "hint=wrong"]
+    expected = [FOLLOW + (1 - FOLLOW) * (r.row.baseline_pred == r.row.intervention.params["hint_index"])
                 for r in rows]
     assert abs(wrong.follow_share - np.mean(expected)) < _tolerance(expected)
     assert wrong.acc_hint < wrong.acc_baseline
@@ -120,8 +121,8 @@ def test_wrong_hints_are_followed_as_often_as_the_model_follows(sim):
 
 def test_cli_faithfulness_json_and_plots(sim, tmp_path, capsys):
     files = [str(sim["files"][n]) for n in ("own", "truncate", "suggested")]
-    argv = files + ["--manifest", str(sim["manifest"]), "--faithfulness", "--format", "json", "--resamples", "500",
-                    "--plots", str(tmp_path / "plots"), "-q"]
+    argv = ["faithfulness"] + files + ["--manifest", str(sim["manifest"]), "--format", "json", "--resamples", "500",
+                                       "--plots", str(tmp_path / "plots"), "-q"]
     assert score_main(argv) == 0
     tables = json.loads(capsys.readouterr().out)
     assert sorted(tables) == ["aoc", "consistency", "sanity", "suggested"]
@@ -135,13 +136,13 @@ def test_cli_faithfulness_json_and_plots(sim, tmp_path, capsys):
 
 
 def test_plain_score_groups_condition_rows_by_variant(sim, capsys):
-    argv = [str(sim["files"]["truncate"]), "--manifest", str(sim["manifest"]), "--format", "json", "-q"]
+    argv = ["accuracy", str(sim["files"]["truncate"]), "--manifest", str(sim["manifest"]), "--format", "json", "-q"]
     assert score_main(argv) == 0
     groups = json.loads(capsys.readouterr().out)
     rows = _load(sim, "truncate")
     by_variant = {g["variant"]: g for g in groups}
-    assert set(by_variant) == {r.data["variant"] for r in rows}
-    k0 = [r for r in rows if r.data["variant"] == "k=0"]
+    assert set(by_variant) == {r.row.variant for r in rows}
+    k0 = [r for r in rows if r.row.variant == "k=0"]
     assert by_variant["k=0"]["items"] == len(k0)
     assert by_variant["k=0"]["correct"] == sum(bool(r.correct) for r in k0)
 
@@ -164,11 +165,11 @@ def test_consistency_plot_draws_the_table_points(sim, tmp_path):
 
 def _row(item_id: str, variant: str, name: str, params: Dict[str, Any], pred: Optional[int],
          baseline_pred: Optional[int], correct: Optional[bool] = None, model: str = "m", **extra: Any):
-    d = {"id": item_id, "model": model, "condition": "clean", "mode": f"conditioned:{name}", "run": 0,
+    d = {"id": item_id, "model": model, "condition": "clean", "mode": "reasoning", "run": 0,
          "raw_output": "", "reasoning": "", "pred": pred, "correct": correct if correct is not None else pred == 0,
          "error": None, "variant": variant, "baseline_pred": baseline_pred,
          "intervention": {"name": name, "spec": name, "placement": "assistant", "params": params}, **extra}
-    return scored_from_row(d)
+    return scored_from_row(ResultRow.from_dict(d))
 
 
 def _truncation(item_id: str, preds: List[Optional[int]], baseline_pred: Optional[int] = 0):
@@ -219,9 +220,9 @@ def test_reference_falls_back_to_the_baseline_prediction():
 
 def test_truncation_bins_mix_lengths():
     rows = _truncation("g", [0, 0, 0, 0]) + _truncation("h", [1, 1, 0])  # N=3 and N=2
-    points = {p.share_kept: p.n for p in fa.consistency_curves(rows, truncate_bin=0.5)}
-    # shares 0, 1/3, 2/3, 1 and 0, 1/2, 1 -> bins 0 (0, 0), 0.5 (1/3, 2/3, 1/2), 1 (1, 1)
-    assert points == {0.0: 2, 0.5: 3, 1.0: 2}
+    points = {p.share_kept: p.n for p in fa.consistency_curves(rows)}
+    # truncate's bins are 0.1 wide: 0, 1/3, 2/3, 1 and 0, 1/2, 1 -> 0 (two), 0.3, 0.5, 0.7, 1 (two)
+    assert points == {0.0: 2, 0.3: 1, 0.5: 1, 0.7: 1, 1.0: 2}
 
 
 def test_crafted_sanity_counts():
@@ -229,7 +230,7 @@ def test_crafted_sanity_counts():
              for i in "pqrst"}
     rows = [_row("p", "own", "own", {}, 0, 0), _row("q", "own", "own", {}, 1, 0), _row("r", "own", "own", {}, None, 0),
             _row("s", "own", "own", {}, 2, None), _row("t", "own", "own", {}, 0, 0)]
-    rows.append(scored_from_row({**rows[0].data, "id": "u", "variant": "", "error": "no baseline row"}))
+    rows.append(scored_from_row(rows[0].row.replace(id="u", variant="", error="no baseline row")))
     for r in rows:
         r.item = items.get(r.id)
     (row,) = fa.sanity_table(rows)
@@ -273,8 +274,8 @@ def test_crafted_suggested_and_shuffle():
 
 
 def _plain(i: int, condition: str, correct: bool, model: str = "m") -> Any:
-    return scored_from_row({"id": f"i{i}", "model": model, "dataset": "ds", "condition": condition, "mode": "reasoning",
-                            "run": 0, "raw_output": "", "pred": 0 if correct else 1, "correct": correct, "error": None})
+    return scored_from_row(ResultRow(id=f"i{i}", model=model, dataset="ds", condition=condition, mode="reasoning",
+                                     raw_output="", pred=0 if correct else 1, correct=correct))
 
 
 def test_crafted_injection_deltas():
@@ -316,10 +317,10 @@ def test_render_sections_formats():
 
 
 def test_rewrite_curves_use_the_unchanged_share_and_the_baseline_reference():
-    rows = [_row("p", f"k={k}", "rewrite-paraphrase", {"k": k, "total": 2, "share": k / 2}, pred, baseline_pred=1)
-            for k, pred in ((1, 1), (2, 0))]
-    rows += [_row("q", f"step={i}", "rewrite-mistake", {"step": i, "total": 2, "share": i / 2}, pred, baseline_pred=3)
-             for i, pred in ((0, 2), (1, 3))]
+    rows = [_row("p", f"k={k}", "rewrite-paraphrase", {"k": k, "total": 2, "share_kept": 1 - k / 2}, pred,
+                 baseline_pred=1) for k, pred in ((1, 1), (2, 0))]
+    rows += [_row("q", f"step={i}", "rewrite-mistake", {"step": i, "total": 2, "share_kept": i / 2}, pred,
+                  baseline_pred=3) for i, pred in ((0, 2), (1, 3))]
     points = {(p.intervention, p.share_kept): p.consistency for p in fa.consistency_curves(rows)}
     # paraphrasing 1 of 2 sentences keeps half unchanged (same answer), all of them none (changed)
     assert points == {("rewrite-paraphrase", 0.5): 1.0, ("rewrite-paraphrase", 0.0): 0.0,

@@ -254,7 +254,8 @@ def test_items_with_audio_and_text_only_items_are_batched_apart():
 
     items = [Item(id=f"q{i}", dataset="mmlu", audio=None if i % 2 else f"q{i}.wav", question="Q?",
                   choices=["a", "b"], answer=0) for i in range(6)]
-    units = plan_units(items, {("q0", 0, "")}, 2, length=lambda it: float(it.id[1:]))
+    units, skipped = plan_units(items, {("q0", 0, "")}, 2, length=lambda it: float(it.id[1:]))
     order = [(u.run, u.item.id) for u in units]
+    assert skipped == 1
     assert order == [(0, "q4"), (0, "q2"), (0, "q5"), (0, "q3"), (0, "q1"),
                      (1, "q4"), (1, "q2"), (1, "q0"), (1, "q5"), (1, "q3"), (1, "q1")]

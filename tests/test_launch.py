@@ -12,10 +12,11 @@ import pytest
 from conftest import REPO
 from toolkit.cli.launch import main as launch_main
 from toolkit.errors import InputError
-from toolkit.launch.launcher import Launch, plan_arrays, read_launch, run_status, sbatch_preview
+from toolkit.launch.launcher import Launch, plan_arrays, run_status, sbatch_preview
 from toolkit.launch.profile import load_profile, submitit_parameters
 from toolkit.launch.sweep import load_sweep, plan_tasks
 from toolkit.launch.task import run_task
+from toolkit.runs.record import LaunchRecord
 
 
 def _write(path: Path, text: str) -> Path:
@@ -102,9 +103,11 @@ def test_plan_has_one_task_per_model_and_dataset_shard_with_every_unit(tmp_path)
     sweep = load_sweep(_write(tmp_path / "s.yaml", SIM_SWEEP))
     tasks = plan_tasks(sweep)
     assert [t.label for t in tasks] == [f"sim-{m}/demo/shard-{k}-of-3" for m in "ab" for k in range(3)]
-    assert all(t.units == (("clean", "direct"), ("clean", "reasoning"),
-                           ("mask-p50-scattered-silence", "direct"), ("mask-p50-scattered-silence", "reasoning"))
+    assert all([(u.condition, u.mode, u.intervention) for u in t.units] ==
+               [("clean", "direct", None), ("clean", "reasoning", None),
+                ("mask-p50-scattered-silence", "direct", None), ("mask-p50-scattered-silence", "reasoning", None)]
                for t in tasks)
+    assert {u.shards for t in tasks for u in t.units} == {3}
 
 
 def test_the_example_sweeps_are_valid():
@@ -173,7 +176,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert launch_main([str(sweep), "--dry-run", "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert "6 tasks, 6 model loads, 2 arrays" in out
-    assert "array 1: model sim-b, 3 tasks x 4 units" in out and "#SBATCH --array=0-2%3" in out
+    assert "array 1: model sim-b, 3 tasks x 4 units (4 inference, 0 intervention)" in out
+    assert "#SBATCH --array=0-2%3" in out
     assert not (tmp_path / "runs").exists()
 
 
@@ -190,8 +194,8 @@ def test_debug_sweep_merges_scores_and_resumes_only_what_is_missing(tmp_path, ca
     assert (run_dir / "results.h5").exists() and (run_dir / "score.md").exists()
     score = (run_dir / "score.md").read_text()
     assert "| sim-a | demo | clean | direct | 9 |" in score
-    record = read_launch(run_dir)
-    assert {j["state"] for j in record["submissions"][0]["jobs"]} == {"COMPLETED"}
+    record = LaunchRecord.read(run_dir)
+    assert {j.state for j in record.submissions[0].jobs} == {"COMPLETED"}
 
     # a second launch into the same folder must not mix runs
     assert launch_main([str(sweep_file), "--executor", "debug", "--out", str(out), "-q"]) == 2
@@ -202,9 +206,9 @@ def test_debug_sweep_merges_scores_and_resumes_only_what_is_missing(tmp_path, ca
     lost.unlink()
     assert any("incomplete" in line for line in run_status(run_dir))
     assert launch_main([str(sweep_file), "--executor", "debug", "--out", str(out), "--resume", "-q"]) == 0
-    last = read_launch(run_dir)["submissions"][-1]
-    assert last["tasks_submitted"] == 1 and last["resume"] is True
-    assert [j["label"] for j in last["jobs"] if j["kind"] == "task"] == ["sim-b/demo/shard-1-of-3"]
+    last = LaunchRecord.read(run_dir).submissions[-1]
+    assert last.tasks_submitted == 1 and last.resume is True
+    assert [j.label for j in last.jobs if j.kind == "task"] == ["sim-b/demo/shard-1-of-3"]
     assert _rows(run_dir / "results.jsonl") == rows
     assert run_status(run_dir)[-2] == "total: 72/72 rows"
 
@@ -242,8 +246,8 @@ modes: [direct, reasoning]
         out = tmp_path / executor
         assert launch_main([str(sweep_file), "--executor", executor, "--out", str(out), "-q"]) == 0, executor
         results[executor] = _rows(out / "same" / "results.jsonl")
-        jobs = read_launch(out / "same")["submissions"][0]["jobs"]
-        assert [j["state"] for j in jobs] == ["COMPLETED"] * len(jobs)
+        jobs = LaunchRecord.read(out / "same").submissions[0].jobs
+        assert [j.state for j in jobs] == ["COMPLETED"] * len(jobs)
     assert results["local"] == results["debug"]
     assert {r["model"] for r in results["local"]} == {"sim", "tiny"}
     assert len(results["local"]) == 2 * 6 * 4
@@ -286,25 +290,76 @@ hints: {{folder: {hints}}}
     assert launch_main([str(sweep_file), "--executor", "debug", "--out", str(tmp_path / "o"), "-q"]) == 0
     run_dir = tmp_path / "o" / "faith"
     rows = _rows(run_dir / "results.jsonl")
-    modes = {(r["condition"], r["mode"]) for r in rows}
-    assert modes == {(c, m) for c in ("clean", "inject-wrong-snr0") for m in ("reasoning", "conditioned:own",
-                                                                                 "conditioned:truncate")}
-    own = [r for r in rows if r["mode"] == "conditioned:own"]
+    units = {(r["condition"], r["mode"], (r.get("intervention") or {}).get("name")) for r in rows}
+    assert units == {(c, "reasoning", i) for c in ("clean", "inject-wrong-snr0") for i in (None, "own", "truncate")}
+    own = [r for r in rows if (r.get("intervention") or {}).get("name") == "own"]
     assert len(own) == 2 * 9 and not any(r["prediction_changed"] for r in own)
-    truncate = [r for r in rows if r["mode"] == "conditioned:truncate" and r["condition"] == "clean"]
+    truncate = [r for r in rows if (r.get("intervention") or {}).get("name") == "truncate" and r["condition"] == "clean"]
     assert {r["variant"] for r in truncate} >= {"k=0", "k=1", "k=2"}
     assert sum(r["prediction_changed"] for r in truncate if r["variant"] == "k=0") > 0
-    injected = [r for r in rows if r["mode"] == "reasoning" and r["condition"] == "inject-wrong-snr0"]
+    injected = [r for r in rows if "intervention" not in r and r["condition"] == "inject-wrong-snr0"]
     assert len(injected) == 9 and not any(r["error"] for r in injected)
     tables = json.loads((run_dir / "faithfulness.json").read_text())
     sanity = [t for t in tables["sanity"] if t["condition"] == "clean"]
     assert len(sanity) == 1 and sanity[0]["changed"] == 0 and sanity[0]["n"] == 9
 
     # lose one intervention shard: --resume reruns only that task, without reloading what is done
-    lost = run_dir / "sim" / "demo" / "clean" / "conditioned_truncate" / "shard-00001-of-00002.jsonl"
+    lost = run_dir / "sim" / "demo" / "clean" / "reasoning+truncate" / "shard-00001-of-00002.jsonl"
     lost.unlink()
     assert any("incomplete" in line for line in run_status(run_dir))
     assert launch_main([str(sweep_file), "--executor", "debug", "--out", str(tmp_path / "o"), "--resume", "-q"]) == 0
-    last = read_launch(run_dir)["submissions"][-1]
-    assert last["tasks_submitted"] == 1
+    last = LaunchRecord.read(run_dir).submissions[-1]
+    assert last.tasks_submitted == 1
     assert _rows(run_dir / "results.jsonl") == rows
+
+
+def test_a_resume_refuses_while_orphaned_local_tasks_live_and_completes_after(tmp_path, capsys):
+    """Defect: with the launcher alone killed (kill -9), its local tasks kept appending while a
+    --resume started second writers on the same shard files (180 duplicate rows)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from toolkit.runs import RunLayout
+    from toolkit.runs.record import TaskRecord
+
+    sweep_file = _write(tmp_path / "slow.yaml", """
+experiment: orphans
+output: out
+models: [{name: sim, backend: simulated, path: "latency=0.4,seed=0", batch_size: 1}]
+datasets: [{name: demo, demo: {items_per_task: 4}, shards: 2}]
+conditions: [clean]
+modes: [direct]
+""")
+    out = tmp_path / "out"
+    launcher = subprocess.Popen([sys.executable, str(REPO / "bin" / "launch"), str(sweep_file), "--executor", "local",
+                                 "--out", str(out), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    layout = RunLayout(out / "orphans")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        shards = list(layout.root.glob("sim/demo/clean/direct/shard-*.jsonl"))
+        if len(TaskRecord.read_all(layout)) == 2 and shards and all(p.stat().st_size for p in shards):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the local tasks did not start")
+    os.kill(launcher.pid, signal.SIGKILL)  # the launcher alone: its tasks go on as orphans
+    launcher.wait()
+    tasks = [t for t in TaskRecord.read_all(layout) if t.running_here()]
+    assert len(tasks) == 2
+    argv = [str(sweep_file), "--executor", "local", "--out", str(out), "--resume", "-q"]
+    assert launch_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "still running" in err and all(str(t.process.pid) in err for t in tasks) and "kill " in err
+    while any(t.running_here() for t in TaskRecord.read_all(layout)):
+        assert time.monotonic() < deadline + 120, "the orphaned tasks did not finish"
+        time.sleep(0.2)
+    assert launch_main(argv) == 0
+    rows = _rows(layout.results_jsonl)
+    keys = [(r["id"], r["run"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 12
+    for path in layout.root.glob("sim/demo/clean/direct/shard-*.jsonl"):
+        lines = path.read_text().splitlines()
+        assert len(lines) == len({json.loads(line)["id"] for line in lines}) == 6

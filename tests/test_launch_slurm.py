@@ -12,7 +12,8 @@ import pytest
 
 from conftest import REPO
 from toolkit.cli.launch import main as launch_main
-from toolkit.launch.launcher import Launch, read_launch, run_status
+from toolkit.launch.launcher import Launch, run_status
+from toolkit.runs.record import LaunchRecord
 from toolkit.launch.profile import load_profile
 from toolkit.launch.sweep import load_sweep
 
@@ -72,7 +73,7 @@ def _wait_for_rows(path: Path, n: int, timeout_s: float = 120.0) -> None:
 
 
 def _task_job(run_dir: Path) -> str:
-    return next(j["job_id"] for j in read_launch(run_dir)["submissions"][-1]["jobs"] if j["kind"] == "task")
+    return next(j.job_id for j in LaunchRecord.read(run_dir).submissions[-1].jobs if j.kind == "task")
 
 
 def _check_complete(run_dir: Path, units: int, items: int) -> list:
@@ -90,13 +91,13 @@ def test_sweep_runs_as_arrays_with_merge_and_score_jobs_and_matches_local(slurm_
     code = launch_main([str(sweep_file), "--executor", "slurm", "--profile", str(profile), "--out", str(out),
                         "--wait", "-q"])
     run_dir = out / "grid"
-    record = read_launch(run_dir)
-    jobs = record["submissions"][0]["jobs"]
+    record = LaunchRecord.read(run_dir)
+    jobs = record.submissions[0].jobs
     assert code == 0, jobs
-    assert [j["state"] for j in jobs] == ["COMPLETED"] * len(jobs)
-    assert sum(j["kind"] == "task" for j in jobs) == 2 * 3  # models x (2 + 1 shards)
+    assert [j.state for j in jobs] == ["COMPLETED"] * len(jobs)
+    assert sum(j.kind == "task" for j in jobs) == 2 * 3  # models x (2 + 1 shards)
     # per model, 3 tasks split at the cluster's (profile's) max array size of 2: arrays of 2 and 1
-    arrays = [j["job_id"].split("_")[0] for j in jobs if j["kind"] == "task"]
+    arrays = [j.job_id.split("_")[0] for j in jobs if j.kind == "task"]
     assert [arrays.count(a) for a in dict.fromkeys(arrays)] == [2, 1, 2, 1]
     rows = _check_complete(run_dir, units=2 * 3 * 2, items=6 + 3)
     assert (run_dir / "results.h5").exists() and "| tiny | demo-b |" in (run_dir / "score.md").read_text()
@@ -144,8 +145,8 @@ def test_a_task_killed_hard_is_finished_by_resume(slurm_cluster, tmp_path):
     code = launch_main([str(sweep_file), "--executor", "slurm", "--profile", str(PROFILE),
                         "--out", str(tmp_path / "out"), "--resume", "--wait", "-q"])
     assert code == 0
-    last = read_launch(sweep.run_dir)["submissions"][-1]
-    assert last["resume"] is True and last["tasks_submitted"] == 1
+    last = LaunchRecord.read(sweep.run_dir).submissions[-1]
+    assert last.resume is True and last.tasks_submitted == 1
     _check_complete(sweep.run_dir, units=2, items=15)
 
 

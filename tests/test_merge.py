@@ -21,7 +21,8 @@ from toolkit.manifest import Item, read_manifest, write_manifest
 from toolkit.models.base import GenerationSettings
 from toolkit.models.registry import load_backend
 from toolkit.prompts import get_prompt
-from toolkit.runs import select_shard, shard_path
+from toolkit.runs import RunLayout, Unit, select_shard
+from toolkit.runs.record import LaunchRecord
 from toolkit.sidecar import sidecar_path
 from toolkit.store import MergeRefused, check_run, iter_h5_rows, merge_run, read_h5_unit
 
@@ -47,7 +48,8 @@ def pristine(tmp_path_factory) -> Path:
                                  GenerationSettings(max_new_tokens=budget, do_sample=True, temperature=0.7),
                                  condition=condition, num_runs=RUNS, batch_size=4, score_options=mode == "direct")
             for k in range(SHARDS):
-                out = shard_path(root / "runs", "exp", "simulated", "demo", condition, mode, k, SHARDS)
+                out = RunLayout(root / "runs" / "exp").shard_path(
+                    Unit("simulated", "demo", condition, mode, shards=SHARDS), k)
                 run_inference(items, backend, config, out, root / "data", shard=(k, SHARDS), manifest=manifest,
                               progress=False)
     return root / "runs" / "exp"
@@ -69,14 +71,13 @@ def _ids(run_dir: Path) -> list:
 
 
 def _write_launch(run_dir: Path, extra: tuple = ()) -> None:
-    units = [{"model": "simulated", "dataset": "demo", "condition": c, "mode": m, "num_runs": RUNS,
-              "shards": SHARDS, "manifest": str(_manifest(run_dir)), "data_root": None}
+    units = [Unit("simulated", "demo", c, m, num_runs=RUNS, shards=SHARDS, manifest=str(_manifest(run_dir)))
              for c in (*CONDITIONS, *extra) for m in MODES]
-    (run_dir / "launch.json").write_text(json.dumps({"units": units}))
+    LaunchRecord(experiment="exp", run_dir=str(run_dir), sweep={}, profile={}, units=units).write()
 
 
 def _shard(run_dir: Path, condition: str, mode: str, k: int) -> Path:
-    return shard_path(run_dir.parent, run_dir.name, "simulated", "demo", condition, mode, k, SHARDS)
+    return RunLayout(run_dir).shard_path(Unit("simulated", "demo", condition, mode, shards=SHARDS), k)
 
 
 def _lines(path: Path) -> list:
@@ -128,7 +129,7 @@ def test_hdf5_columns_equal_the_jsonl_rows(run_dir):
         for key in ("model", "dataset", "condition", "mode", "id", "run", "pred", "correct", "n_new_tokens",
                     "pred_source"):
             assert h[key] == row[key], key
-        assert h["error"] == (row["error"] is not None)
+        assert h["error"] == row["error"] and h["intervention"] is None
         assert h["seconds"] == pytest.approx(row["seconds"], rel=1e-6)
         if row["mode"] == "direct" and row["error"] is None:
             assert h["option_logprobs"] == pytest.approx(row["option_logprobs"], rel=1e-6)
@@ -151,7 +152,7 @@ def test_launch_json_makes_a_never_started_unit_missing(run_dir):
     _write_launch(run_dir, extra=("noise-snr0-white",))
     check = check_run(run_dir)
     assert not check.complete
-    absent = [u for u in check.units if u.condition == "noise-snr0-white"]
+    absent = [u for u in check.units if u.unit.condition == "noise-snr0-white"]
     assert len(absent) == 2 and all(len(u.missing_files) == SHARDS and u.rows == 0 for u in absent)
     assert all(len(u.missing) == len(_ids(run_dir)) * RUNS for u in absent)
     with pytest.raises(MergeRefused, match="noise-snr0-white"):
@@ -182,7 +183,8 @@ def test_a_deleted_row_is_refused_then_listed_by_allow_partial(run_dir):
     assert report.partial and report.missing == 1
     missing = [json.loads(line) for line in _lines(run_dir / "missing.jsonl")]
     assert missing == [{"model": "simulated", "dataset": "demo", "condition": "mask-p40-contiguous-noise",
-                        "mode": "reasoning", "run": gone["run"], "id": gone["id"], "shard": "2/3"}]
+                        "mode": "reasoning", "intervention": None, "run": gone["run"], "id": gone["id"],
+                        "variant": "", "shard": "2/3"}]
     assert sidecar_path(run_dir / "missing.jsonl").exists()
     merged = {_key(json.loads(line)) for line in _lines(run_dir / "results.jsonl")}
     assert _key(gone) not in merged and len(merged) == len(_shard_rows(run_dir))
@@ -221,7 +223,7 @@ def test_a_leftover_shard_of_another_sharding_is_a_mismatch_with_duplicates(run_
     params["params"]["shard"] = "0/2"
     sidecar_path(old).write_text(json.dumps(params))
     unit = next(u for u in check_run(run_dir).units if u.group == "simulated/demo/clean/direct")
-    assert unit.shards == SHARDS and [m.path for m in unit.mismatched] == [str(old.relative_to(run_dir))]
+    assert unit.unit.shards == SHARDS and [m.path for m in unit.mismatched] == [str(old.relative_to(run_dir))]
     assert "re-shard" in unit.mismatched[0].reason and len(unit.duplicated) == len(rows)
 
 

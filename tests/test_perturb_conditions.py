@@ -9,11 +9,18 @@ import pytest
 import soundfile as sf
 
 from toolkit.errors import ConditionError
-from toolkit.perturb import ClipContext, NoiseBank, apply_condition, expand_conditions, parse_condition
-from toolkit.perturb import registry
+from toolkit.perturb import (
+    ClipContext,
+    NoiseBank,
+    apply_condition,
+    expand_conditions,
+    parse_condition,
+    registry,
+)
 from toolkit.perturb.encode import to_pcm16
 from toolkit.perturb.mask import SEGMENT_MAX, SEGMENT_MIN, masked_count, scattered_tiles
 from toolkit.perturb.seeding import derive_seed, generator
+from toolkit.registry import Registry
 
 SR = 16000
 
@@ -62,7 +69,7 @@ def test_parse_gives_canonical_full_name_and_is_idempotent(name, canonical):
                                  "mask-p20-silence-start", "mask-p", "noise-snr", "noise-snrx", "noise-snr10-2",
                                  "noise-snr1e3", "foo"])
 def test_bad_names_raise_with_the_valid_patterns(bad):
-    with pytest.raises(ValueError, match="Valid patterns: clean; mask-pNN"):
+    with pytest.raises(ValueError, match="Valid: clean; mask-pNN"):
         parse_condition(bad)
 
 
@@ -72,7 +79,10 @@ def test_unknown_name_suggests_close_matches():
 
 
 def test_registry_is_open_and_rejects_a_duplicate_prefix(monkeypatch):
-    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
+    families = Registry("condition")
+    for prefix, family in registry.FAMILIES.items():
+        families.register(prefix, family)
+    monkeypatch.setattr(registry, "FAMILIES", families)
     clean = parse_condition("clean")
     registry.register_condition("inject-", lambda name: clean, pattern="inject-...", examples=["inject-wrong-snr0"])
     assert parse_condition("inject-wrong-snr0") is clean

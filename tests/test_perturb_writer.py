@@ -169,7 +169,7 @@ def test_cli_study_set_and_bad_input(corpus, tmp_path, capsys):
     capsys.readouterr()
     assert main(["--manifest", str(good), "--condition", "mask-p200", "--out-dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "unknown condition 'mask-p200'" in err and "Valid patterns" in err
+    assert "unknown condition 'mask-p200'" in err and "Valid: clean; mask-pNN" in err
     assert main(["--manifest", str(good), "--out-dir", str(tmp_path / "x")]) == 2
     assert main(["--manifest", str(good), "--conditions", "pilot", "--out-dir", str(tmp_path / "x")]) == 2
     assert main(["--manifest", str(tmp_path / "nope.jsonl"), "--condition", "clean",

@@ -12,7 +12,8 @@ import pytest
 from toolkit.errors import InputError
 from toolkit.metrics import wilson_interval
 from toolkit.plots import KeptPoint, curve_keys, plot_accuracy, plot_consistency_vs_kept, plot_curves
-from toolkit.score import Scored, score_groups
+from toolkit.rows import ResultRow
+from toolkit.score import Scored, score_groups, scored_from_row
 
 # condition -> correct out of 10 (model m, dataset d, mode reasoning)
 CORRECT = {"mask-p40-scattered-silence": 4, "clean": 8, "mask-p20-scattered-silence": 6,
@@ -23,10 +24,9 @@ def _rows() -> List[Scored]:
     rows = []
     for condition, k in CORRECT.items():
         for i in range(10):
-            keys = {"dataset": "d", "subset": None, "hop": None, "condition": condition, "mode": "reasoning",
-                    "model": "m", "run": 0}
-            rows.append(Scored(id=f"it{i}", run=0, keys=keys, pred=0 if i < k else 1, correct=i < k,
-                               missed_reasoning=False, raw_output=None))
+            rows.append(scored_from_row(ResultRow(id=f"it{i}", model="m", dataset="d", condition=condition,
+                                                  mode="reasoning", reasoning="r", pred=0 if i < k else 1,
+                                                  correct=i < k)))
     return rows
 
 

@@ -14,7 +14,7 @@ from toolkit.cli.repair import main
 from toolkit.errors import InputError
 from toolkit.manifest import Item, write_manifest
 from toolkit.repair import repair_rows, seed_accuracy
-from toolkit.results import SEED, TOOLKIT, read_results, seed_mode_from_name
+from toolkit.results import SEED, TOOLKIT, read_results
 
 CHOICES = ["dog", "cat", "bird"]
 TOOLKIT_FIELDS = ["id", "model", "condition", "mode", "run", "prompt", "raw_output", "reasoning", "pred",
@@ -83,11 +83,16 @@ def test_read_results_detects_formats(toolkit_files, seed_files):
     assert rows[0].data["predicted_letters"] == [None, "A"]
 
 
+_T1 = '{"id": "t1", "model": "m", "condition": "clean", "mode": "direct", "raw_output": "B", "pred": null}'
+
+
 @pytest.mark.parametrize("lines, where, message", [
-    (['{"id": "t1", "raw_output": "B", "pred": null}', '{"id": "t2", "raw_output": "B"'], 2, "malformed JSON"),
-    (['{"id": "t1", "raw_output": "B", "pred": null}', '{"id": "t2"}'], 2, "not a result row"),
-    (['{"id": "t1", "raw_output": "B", "pred": null}',
-      '{"id": "t2", "predicted_letters": [], "raw_model_outputs": [], "true_letter": "A"}'], 2, "seed row in a toolkit"),
+    ([_T1, '{"id": "t2", "raw_output": "B"'], 2, "malformed JSON"),
+    ([_T1, '{"id": "t2"}'], 2, "not a result row"),
+    ([_T1, '{"id": "t2", "predicted_letters": [], "raw_model_outputs": [], "true_letter": "A"}'], 2,
+     "seed row in a toolkit"),
+    ([_T1, _T1.replace('"t1"', '"t2"').replace('"pred": null', '"pred": "B"')], 2, "'pred' must be int or null"),
+    ([_T1.replace('"model": "m", ', '')], 1, "no 'model'"),
     (['{"id": "s", "predicted_letters": ["A"], "raw_model_outputs": [], "true_letter": "A"}'], 1, "1 predicted_letters"),
 ])
 def test_read_results_errors_name_the_line(tmp_path, lines, where, message):
@@ -101,10 +106,10 @@ def test_read_results_errors_name_the_line(tmp_path, lines, where, message):
 def test_toolkit_fills_nulls_only(toolkit_files):
     fmt, rows = read_results(toolkit_files["results"])
     report = repair_rows(rows, fmt, _items(toolkit_files["manifest"]))
-    t1, t2, t3 = (r.data for r in rows)
-    assert (t1["pred"], t1["pred_source"], t1["correct"]) == (1, "answer-statement", True)
-    assert (t2["pred"], t2["pred_source"], t2["correct"]) == (0, "old", False)  # non-null left alone
-    assert (t3["pred"], t3["pred_source"]) == (None, "refusal")
+    t1, t2, t3 = (r.row for r in rows)
+    assert (t1.pred, t1.pred_source, t1.correct) == (1, "answer-statement", True)
+    assert (t2.pred, t2.pred_source, t2.correct) == (0, "old", False)  # non-null left alone
+    assert (t3.pred, t3.pred_source) == (None, "refusal")
     assert (report.nulls_before, report.nulls_after, report.filled, report.items_changed) == (2, 1, 1, 1)
     assert report.by_rule == {"answer-statement": 1, "refusal": 1}
     assert report.missed_reasoning == 1 and report.relabelled == 0 and report.examples == []
@@ -113,7 +118,7 @@ def test_toolkit_fills_nulls_only(toolkit_files):
 def test_toolkit_reparse_all_changes_labels(toolkit_files):
     fmt, rows = read_results(toolkit_files["results"])
     report = repair_rows(rows, fmt, _items(toolkit_files["manifest"]), reparse_all=True)
-    assert (rows[1].data["pred"], rows[1].data["pred_source"], rows[1].data["correct"]) == (1, "answer-statement", True)
+    assert (rows[1].row.pred, rows[1].row.pred_source, rows[1].row.correct) == (1, "answer-statement", True)
     assert report.relabelled == 1 and report.relabel_reasons == {"answer-statement": 1}
     assert report.examples == [{"id": "t2", "run": 0, "old": "A", "new": "B", "rule": "answer-statement"}]
     assert report.by_rule == {"answer-statement": 2, "refusal": 1} and report.items_changed == 2
@@ -131,9 +136,6 @@ def test_seed_rows_update_letters_and_accuracy(seed_files):
 
 def test_seed_helpers():
     assert seed_accuracy(["B", None, "A", "B"], "B") == 0.5
-    assert seed_mode_from_name("baseline_mmau_REAS.jsonl") == "reasoning"
-    assert seed_mode_from_name("baseline_mmau_No_REAS.jsonl") == "direct"
-    assert seed_mode_from_name("results.jsonl") is None
 
 
 # ---- CLI -----------------------------------------------------------------------------------
@@ -180,13 +182,35 @@ def test_cli_to_toolkit(seed_files, tmp_path, capsys):
     assert main(["--in", str(seed_files["results"]), "--manifest", str(seed_files["manifest"]), "--out", str(out),
                  "--to", "toolkit", "--model", "qwen2.5-omni"]) == 0
     rows = _read_jsonl(out)
-    assert [list(r) for r in rows] == [TOOLKIT_FIELDS] * 3
+    assert [list(r) for r in rows] == [TOOLKIT_FIELDS + ["dataset"]] * 3
     assert [(r["id"][-8:], r["run"], r["pred"], r["pred_source"], r["correct"]) for r in rows] == [
         ("0_single", 0, 1, "answer-statement", True), ("0_single", 1, 0, "seed", False),
         ("1_single", 0, 0, "seed", False)]
-    assert {(r["model"], r["condition"], r["mode"], r["prompt"]) for r in rows} == {
-        ("qwen2.5-omni", "clean", "reasoning", "seed-reasoning")}
+    assert {(r["model"], r["dataset"], r["condition"], r["mode"], r["prompt"]) for r in rows} == {
+        ("qwen2.5-omni", "animal", "clean", "reasoning", "seed-reasoning")}
     assert "nulls 1 -> 0" in capsys.readouterr().out
+
+
+def test_cli_to_toolkit_takes_condition_and_model_from_the_name_and_folder(seed_files, tmp_path, capsys):
+    """Defect: --to toolkit on mask_p40_animal_REAS.jsonl wrote condition clean and model unknown."""
+    masked = tmp_path / "qwen2.5-omni" / "animal" / "mask_p40_animal_REAS.jsonl"
+    masked.parent.mkdir(parents=True)
+    masked.write_text(seed_files["results"].read_text())
+    out = tmp_path / "converted.jsonl"
+    argv = ["--in", str(masked), "--manifest", str(seed_files["manifest"]), "--out", str(out), "--to", "toolkit"]
+    assert main(argv) == 0
+    assert {(r["model"], r["dataset"], r["condition"], r["mode"]) for r in _read_jsonl(out)} == {
+        ("qwen2.5-omni", "animal", "mask_p40", "reasoning")}
+    assert main(argv + ["--condition", "clean"]) == 2  # a flag may not relabel what the name says
+    assert "--condition clean contradicts the file name" in capsys.readouterr().err
+    unnamed = tmp_path / "results.jsonl"
+    unnamed.write_text(seed_files["results"].read_text())
+    argv = ["--in", str(unnamed), "--manifest", str(seed_files["manifest"]), "--out", str(tmp_path / "u.jsonl"),
+            "--to", "toolkit"]
+    assert main(argv) == 2  # nothing to read the condition from: refused, not guessed
+    assert "cannot tell the condition" in capsys.readouterr().err and not (tmp_path / "u.jsonl").exists()
+    assert main(argv + ["--model", "m", "--condition", "noise_snr10", "--mode", "reasoning"]) == 0
+    assert {(r["model"], r["condition"]) for r in _read_jsonl(tmp_path / "u.jsonl")} == {("m", "noise_snr10")}
 
 
 def test_cli_id_not_in_manifest(seed_files, tmp_path, capsys):

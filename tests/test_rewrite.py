@@ -168,7 +168,7 @@ def test_a_mistake_replaces_step_i_and_cuts_the_reasoning_after_it(tmp_path):
     variants = parse_intervention(f"rewrite-mistake:cache={cache}").variants(_baselines()[0], seed=0)
     assert [v.key for v in variants] == ["step=0", "step=1", "step=2"]
     assert [v.reasoning for v in variants] == ["M0.", f"{SENTENCES[0]} M1.", f"{SENTENCES[0]} {SENTENCES[1]} M2."]
-    assert variants[1].params == {"step": 1, "total": 3, "share": 0.333333, "rewrite_sha256": text_digest("M1."),
+    assert variants[1].params == {"step": 1, "total": 3, "share_kept": 0.333333, "rewrite_sha256": text_digest("M1."),
                                   "rewriter": "hand", "prompt": "mistake-v1"}
     only = parse_intervention(f"rewrite-mistake:cache={cache},steps=2").variants(_baselines()[0], seed=0)
     assert [v.key for v in only] == ["step=2"]
@@ -181,7 +181,7 @@ def test_paraphrases_replace_the_first_k_sentences_and_keep_the_rest(tmp_path):
     assert [v.key for v in variants] == ["k=1", "k=2", "k=3"]
     assert [v.reasoning for v in variants] == [f"P0. {SENTENCES[1]} {SENTENCES[2]}", f"P0. P1. {SENTENCES[2]}",
                                               "P0. P1. P2."]
-    assert [v.params["share"] for v in variants] == [0.333333, 0.666667, 1.0]
+    assert [v.params["share_kept"] for v in variants] == [0.666667, 0.333333, 0.0]  # 1 - k/N left unchanged
     assert variants[1].params["rewrite_sha256"] == text_digest("P0. P1.")
 
 
@@ -239,7 +239,8 @@ def test_bin_condition_produces_the_rewrites_first_then_answers_every_variant(st
     rows = _rows(out)
     assert len(_rows(cache)) == 3 * 3 + 3 * 2
     assert sorted((r["id"], r["variant"]) for r in rows) == _expected_keys(study, cache, "mistake")
-    assert rows and all(r["error"] is None and r["mode"] == "conditioned:rewrite-mistake" for r in rows)
+    assert rows and all(r["error"] is None and r["mode"] == "reasoning" and r["intervention"]["name"] ==
+                        "rewrite-mistake" for r in rows)
     assert {r["intervention"]["params"]["rewriter"] for r in rows} == {str(text_lm)}
     lines = cache.read_bytes()
     out.unlink()

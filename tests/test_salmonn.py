@@ -283,7 +283,8 @@ def test_bin_condition_and_bin_launch_run_salmonn(folder, greedy_json, manifest,
     baseline = tmp_path / "base.jsonl"
     reasoning = "The clip is a steady tone. It does not change."
     ids = [json.loads(line)["id"] for line in manifest.read_text().splitlines()][:2]
-    baseline.write_text("".join(json.dumps({"id": i, "run": 0, "raw_output": reasoning + " Answer: (A)",
+    baseline.write_text("".join(json.dumps({"id": i, "model": "salmonn", "condition": "clean", "mode": "reasoning",
+                                            "run": 0, "raw_output": reasoning + " Answer: (A)",
                                             "reasoning": reasoning, "pred": 0}) + "\n" for i in ids))
     out = tmp_path / "own.jsonl"
     code = condition_main(["--manifest", str(manifest), "--results", str(baseline), "--model", "salmonn",

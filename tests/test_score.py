@@ -17,7 +17,8 @@ from toolkit.cli.score import main
 from toolkit.errors import InputError
 from toolkit.manifest import Item, write_manifest
 from toolkit.official import export_rows, string_match
-from toolkit.score import load_scored, score_groups, seed_condition_from_name
+from toolkit.results import seed_identity
+from toolkit.score import load_scored, score_groups
 
 CHOICES = ["cat", "dog", "cow"]
 # Item i: clean and noise predictions (None = null); the answer is always 0 ("cat").
@@ -48,12 +49,12 @@ def files(tmp_path: Path) -> dict:
 
 
 def _json_table(capsys, argv: List[str]) -> List[dict]:
-    assert main(argv + ["--format", "json", "-q"]) == 0
+    assert main((argv if argv[:1] == ["accuracy"] else ["accuracy"] + argv) + ["--format", "json", "-q"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 def test_counts_accuracy_and_wilson(files, capsys):
-    assert main([str(files["clean"]), "-q"]) == 0
+    assert main(["accuracy", str(files["clean"]), "-q"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| condition | mode | items | nulls | correct | acc | acc_low | acc_high |")
     # 6 correct of 10 (2 nulls counted wrong), 6 of 8 answered; Wilson 95% of 6/10 = [31.27, 83.18]
@@ -88,15 +89,15 @@ def test_baseline_comparison(files, capsys):
 def test_holm_across_groups(files):
     rows = load_scored([files["noise"]])
     base = load_scored([files["clean"]])
-    for r in rows[:5]:
-        r.keys["model"] = "other"
-    groups = score_groups(rows, by=("model",), baseline=base)
+    for i, r in enumerate(rows):
+        r.keys["hop"] = "single" if i < 5 else "multi"
+    groups = score_groups(rows, by=("hop",), baseline=base)
     raw = sorted(g.mcnemar_p for g in groups)
     assert sorted(g.mcnemar_p_holm for g in groups) == pytest.approx([min(1.0, 2 * raw[0]), max(2 * raw[0], raw[1])])
 
 
 def test_formats_parse_and_out_file(files, tmp_path, capsys):
-    args = [str(files["clean"]), str(files["noise"]), "-q"]
+    args = ["accuracy", str(files["clean"]), str(files["noise"]), "-q"]
     assert main(args + ["--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["condition"], r["acc"]) for r in rows] == [("clean", "60.00"), ("noise", "40.00")]
@@ -109,7 +110,7 @@ def test_formats_parse_and_out_file(files, tmp_path, capsys):
 
 
 def test_plots(files, tmp_path, capsys):
-    assert main([str(files["clean"]), str(files["noise"]), "--plots", str(tmp_path / "plots"), "-q"]) == 0
+    assert main(["accuracy", str(files["clean"]), str(files["noise"]), "--plots", str(tmp_path / "plots"), "-q"]) == 0
     png = tmp_path / "plots" / "accuracy.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "plots" / "accuracy.pdf").read_bytes()[:5] == b"%PDF-"
@@ -151,11 +152,11 @@ def _items(files) -> List[Item]:
 
 
 def test_bad_input(files, tmp_path, capsys):
-    assert main([str(files["clean"]), "--by", "colour", "-q"]) == 2
-    assert main([str(files["clean"]), "--official", "mmau", "-q"]) == 2
+    assert main(["accuracy", str(files["clean"]), "--by", "colour", "-q"]) == 2
+    assert main(["accuracy", str(files["clean"]), "--official", "mmau", "-q"]) == 2
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(_row(0, 0, "clean")) + "\n{oops\n")
-    assert main([str(bad), "-q"]) == 2
+    assert main(["accuracy", str(bad), "-q"]) == 2
     assert f"{bad}:2" in capsys.readouterr().err
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps({**_row(0, 0, "clean"), "id": "zz"}) + "\n")
@@ -163,15 +164,22 @@ def test_bad_input(files, tmp_path, capsys):
         load_scored([other], {item.id: item for item in _items(files)})
 
 
-def test_seed_condition_from_name():
-    assert seed_condition_from_name("mask_p20_animal_REAS.jsonl") == "mask_p20"
-    assert seed_condition_from_name("baseline_mmau_No_REAS.jsonl") == "baseline"
-    assert seed_condition_from_name("clean.jsonl") == "clean"
+def test_seed_identity_from_the_file_name_and_folder():
+    found = seed_identity("seed-results/qwen2.5-omni/animal/mask_p20_animal_REAS.jsonl")
+    assert (found.model, found.dataset, found.condition, found.mode) == ("qwen2.5-omni", "animal", "mask_p20",
+                                                                         "reasoning")
+    found = seed_identity("old/baseline_mmau_No_REAS.jsonl")
+    assert (found.model, found.condition, found.mode) == (None, "clean", "direct")
+    with pytest.raises(InputError, match="cannot tell the condition"):
+        seed_identity("clean.jsonl")
 
 
 def test_bin_score_help():
     out = subprocess.run([sys.executable, str(REPO / "bin" / "score"), "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "--baseline" in out.stdout
+    assert out.returncode == 0 and "accuracy,faithfulness,degradation" in out.stdout
+    out = subprocess.run([sys.executable, str(REPO / "bin" / "score"), "accuracy", "--help"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and "--baseline" in out.stdout and "--allow-mismatch" in out.stdout
 
 
 def test_real_seed_animal(shared_data, capsys):
@@ -181,7 +189,7 @@ def test_real_seed_animal(shared_data, capsys):
     with open(path, encoding="utf-8") as fh:
         own = [json.loads(line)["accuracy"] for line in fh if line.strip()]
     (row,) = _json_table(capsys, [str(path)])
-    assert (row["condition"], row["mode"], row["items"]) == ("baseline", "reasoning", 1000)
+    assert (row["condition"], row["mode"], row["items"]) == ("clean", "reasoning", 1000)
     assert row["acc"] == pytest.approx(sum(own) / len(own))
 
 
@@ -215,13 +223,13 @@ def test_asr_wer_table_and_per_item(files, tmp_path, capsys):
     assert [(r["id"], r["hypothesis"], r["insertions"], r["deletions"], r["wer"]) for r in lines] == [
         ("u0", "the cat sat down", 1, 0, pytest.approx(1 / 3)), ("u1", "", 0, 3, 1.0)]
     assert json.loads((tmp_path / "items.jsonl.meta.json").read_text())["stage"] == "score"
-    assert main([str(f["asr"]), "--manifest", str(f["manifest"]), "-q"]) == 0
+    assert main(["accuracy", str(f["asr"]), "--manifest", str(f["manifest"]), "-q"]) == 0
     assert capsys.readouterr().out.splitlines()[2] == "| clean | direct | 2 | 1 | 6 | 3 | 0 | 3 | 1 | 66.67 |"
 
 
 def test_mixed_mcq_and_asr(files, tmp_path, capsys):
     f = _asr_files(tmp_path, files)
-    args = [str(f["clean"]), str(f["asr"]), "--manifest", str(f["manifest"]), "-q"]
+    args = ["accuracy", str(f["clean"]), str(f["asr"]), "--manifest", str(f["manifest"]), "-q"]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert text.startswith("### accuracy\n\n| condition | mode | items |") and "\n### WER\n\n| condition |" in text
@@ -229,12 +237,13 @@ def test_mixed_mcq_and_asr(files, tmp_path, capsys):
     assert [r["acc"] for r in data["accuracy"]] == [0.6] and [r["wer"] for r in data["wer"]] == [pytest.approx(4 / 6)]
     assert main(args + ["--format", "csv"]) == 2
     assert "CSV holds one table" in capsys.readouterr().err
-    assert main([str(f["clean"]), "--manifest", str(f["manifest"]), "--per-item", str(tmp_path / "x.jsonl"), "-q"]) == 2
+    assert main(["accuracy", str(f["clean"]), "--manifest", str(f["manifest"]), "--per-item",
+                 str(tmp_path / "x.jsonl"), "-q"]) == 2
 
 
 def test_asr_empty_reference_names_item(files, tmp_path, capsys):
     f = _asr_files(tmp_path, files, reference_2="  ")
-    assert main([str(f["asr"]), "--manifest", str(f["manifest"]), "-q"]) == 2
+    assert main(["accuracy", str(f["asr"]), "--manifest", str(f["manifest"]), "-q"]) == 2
     assert "[u1]" in capsys.readouterr().err
 
 
@@ -251,8 +260,9 @@ def test_sakura_judge_export(tmp_path, capsys):
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     manifest = write_manifest(tmp_path / "sakura-manifest.jsonl", items)
     out = tmp_path / "judge"
-    assert main([str(results), "--manifest", str(manifest), "--official", "sakura", "-q"]) == 2  # needs --export
-    assert main([str(results), "--manifest", str(manifest), "--official", "sakura", "--export", str(out), "-q"]) == 0
+    assert main(["accuracy", str(results), "--manifest", str(manifest), "--official", "sakura", "-q"]) == 2  # --export
+    assert main(["accuracy", str(results), "--manifest", str(manifest), "--official", "sakura", "--export", str(out),
+                 "-q"]) == 0
     stem = "qwen2-audio_mask-p20-scattered-silence_reasoning_run0"
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"Animal_multi_{stem}.json", f"Animal_multi_{stem}.json.meta.json",
@@ -279,8 +289,52 @@ def test_plots_curves_from_cli(tmp_path, capsys):
              (("clean", CLEAN), ("mask-p40-scattered-silence", NOISE), ("noise-snr0-white", NOISE))]
     plots = tmp_path / "plots"
     # grouped by mode only: the curves still get one line per model and dataset
-    assert main([str(p) for p in paths] + ["--manifest", str(manifest), "--by", "mode", "--plots", str(plots),
-                                            "-q"]) == 0
+    assert main(["accuracy"] + [str(p) for p in paths] + ["--manifest", str(manifest), "--by", "mode",
+                                                          "--plots", str(plots), "-q"]) == 0
     expected = {f"{stem}.{ext}{meta}" for stem in ("accuracy", "accuracy_vs_mask", "accuracy_vs_snr")
                 for ext in ("png", "pdf") for meta in ("", ".meta.json")}
     assert {p.name for p in plots.iterdir()} == expected
+
+
+# ---------------------------------------------------------------- results of different models are never pooled silently
+
+def _model_file(path: Path, model: str, preds: List[Optional[int]], condition: str = "clean",
+                prompt: str = "reasoning-v1") -> Path:
+    rows = [{**_row(i, p, condition), "model": model, "prompt": prompt} for i, p in enumerate(preds)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_rows_of_two_models_are_grouped_by_model_by_default(tmp_path, capsys):
+    """Defect: two models' files printed one pooled row (192 items at 44.27%)."""
+    a = _model_file(tmp_path / "a.jsonl", "sim", CLEAN)
+    b = _model_file(tmp_path / "b.jsonl", "tiny", NOISE)
+    table = _json_table(capsys, [str(a), str(b)])
+    assert [(g["model"], g["condition"], g["items"], g["correct"]) for g in table] == [
+        ("sim", "clean", 10, 6), ("tiny", "clean", 10, 4)]
+    # an explicit --by that pools them is said so
+    assert main(["accuracy", str(a), str(b), "--by", "condition"]) == 0
+    assert "pools rows of several model" in capsys.readouterr().err
+
+
+def test_a_baseline_of_another_model_is_refused_unless_allowed(tmp_path, capsys):
+    """Defect: a baseline from another model gave a meaningless -88.54 point delta without a word."""
+    rows = _model_file(tmp_path / "noise.jsonl", "sim", NOISE, condition="noise")
+    other = _model_file(tmp_path / "clean.jsonl", "tiny", CLEAN)
+    assert main(["accuracy", str(rows), "--baseline", str(other), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "model: rows sim; baseline tiny" in err and "--allow-mismatch" in err
+    out = tmp_path / "t.md"
+    assert main(["accuracy", str(rows), "--baseline", str(other), "--allow-mismatch", "--out", str(out), "-q"]) == 0
+    text = out.read_text()
+    assert text.startswith("> baseline mismatch (--allow-mismatch): model: rows sim; baseline tiny")
+    assert json.loads(out.with_name("t.md.meta.json").read_text())["params"]["notes"]
+    # the same model under another prompt is another result too; another mode is a comparison
+    seed = _model_file(tmp_path / "seed.jsonl", "sim", CLEAN, prompt="seed-reasoning")
+    assert main(["accuracy", str(rows), "--baseline", str(seed), "-q"]) == 2
+    assert "prompt: rows reasoning-v1; baseline seed-reasoning" in capsys.readouterr().err
+    direct = tmp_path / "direct.jsonl"
+    direct.write_text("".join(json.dumps({**_row(i, p, "clean"), "model": "sim", "mode": "direct",
+                                          "prompt": "direct-v1"}) + "\n" for i, p in enumerate(CLEAN)))
+    (row,) = _json_table(capsys, [str(rows), "--baseline", str(direct)])
+    assert row["paired"] == 10

@@ -115,10 +115,10 @@ def _items(manifest: Path) -> dict:
 def test_repair_semantic_fills_only_what_no_rule_decided(files, matcher):
     fmt, rows = read_results(files["results"])
     plain = repair_rows(rows, fmt, _items(files["manifest"]))
-    assert rows[0].data["pred"] is None and plain.by_rule == {"answer-statement": 1, "refusal": 1, "none": 2}
+    assert rows[0].row.pred is None and plain.by_rule == {"answer-statement": 1, "refusal": 1, "none": 2}
     fmt, rows = read_results(files["results"])
     report = repair_rows(rows, fmt, _items(files["manifest"]), semantic=matcher)
-    got = [(r.data["pred"], r.data["pred_source"], r.data["correct"]) for r in rows]
+    got = [(r.row.pred, r.row.pred_source, r.row.correct) for r in rows]
     assert got == [(1, "semantic", True), (1, "answer-statement", True), (0, "old", False),
                    (None, "refusal", False), (None, None, False)]
     assert report.by_rule == {"semantic": 1, "answer-statement": 1, "refusal": 1, "none": 1}

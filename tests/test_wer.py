@@ -8,7 +8,8 @@ import pytest
 
 from toolkit.errors import InputError
 from toolkit.manifest import Item
-from toolkit.score import Scored, asr_item_wers, score_wer_groups, split_asr
+from toolkit.rows import ResultRow
+from toolkit.score import Scored, asr_item_wers, score_wer_groups, scored_from_row, split_asr
 from toolkit.wer import WerCounts, count_errors, hypothesis_text, normalize, total
 
 
@@ -68,10 +69,8 @@ def _asr_row(i: int, raw: Optional[str], reference: str, condition: str = "clean
              error: Optional[str] = None) -> Scored:
     item = Item(id=f"u{i}", dataset="libri", audio=f"{i}.flac", question="Transcribe.", task="asr",
                 reference=reference)
-    keys = {"dataset": "libri", "subset": None, "hop": None, "condition": condition, "mode": "direct",
-            "model": "m", "run": 0}
-    return Scored(id=f"u{i}", run=0, keys=keys, pred=None, correct=None, missed_reasoning=False, raw_output=raw,
-                  item=item, error=error)
+    return scored_from_row(ResultRow(id=f"u{i}", model="m", condition=condition, mode="direct", raw_output=raw,
+                                     error=error), item)
 
 
 def test_asr_rows_grouped_with_failed_rows_as_deletions():

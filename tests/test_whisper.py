@@ -164,7 +164,7 @@ def test_whisper_rows_score_as_wer_end_to_end(whisper_folder, asr_manifest, tmp_
                   "--mode", "direct", "--prompt", "asr-whisper-en", "--out", str(out), *GREEDY]) == 0
     capsys.readouterr()  # bin/infer's summary line
     per_item = tmp_path / "wer-items.jsonl"
-    assert score([str(out), "--manifest", str(asr_manifest), "--per-item", str(per_item), "--format", "json",
+    assert score(["accuracy", str(out), "--manifest", str(asr_manifest), "--per-item", str(per_item), "--format", "json",
                   "-q"]) == 0
     (table,) = json.loads(capsys.readouterr().out)
     rows = _rows(out)

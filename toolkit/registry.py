@@ -85,10 +85,10 @@ class Registry(Generic[T]):
         """(name, object) of the registered entries, in registration order (lazy ones not imported)."""
         return iter(list(self._entries.items()))
 
-    def unknown(self, name: str, reason: str = "", examples: Sequence[str] = ()) -> ValueError:
+    def unknown(self, name: str, reason: str = "", examples: Sequence[str] = (), valid: str = "") -> ValueError:
         """The error for an unknown ``name``: what is wrong, close matches among ``examples``
-        (default: the names) and the valid names."""
+        (default: the names) and what is valid (default: the names)."""
         close = difflib.get_close_matches(name, list(examples) or self.names(), n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         because = f": {reason}" if reason else ""
-        return ValueError(f"unknown {self.kind} {name!r}{because}.{hint} Valid: {', '.join(self.names())}")
+        return ValueError(f"unknown {self.kind} {name!r}{because}.{hint} Valid: {valid or ', '.join(self.names())}")

@@ -4,7 +4,8 @@
 prediction that is null (every prediction with ``reparse_all``), using the item's options
 from the manifest. It edits the rows in place, in their own format:
 
-* toolkit rows: ``pred``, ``pred_source`` (the rule that fired, None when none did) and ``correct``;
+* toolkit rows: ``pred``, ``pred_source`` (the rule that fired, None when none did) and
+  ``correct`` of the typed row (:attr:`toolkit.results.SourceRow.row`);
 * earlier-scripts rows: ``predicted_letters[run]`` (a letter or null) and ``accuracy``,
   the mean over runs of ``predicted_letters[run] == true_letter`` (a null is wrong), as
   the earlier scripts computed it.
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 from toolkit.answers import Extraction, extract_answer
 from toolkit.errors import InputError
 from toolkit.manifest import Item, letter
-from toolkit.results import SEED, TOOLKIT, ResultRow, letter_index
+from toolkit.results import SEED, TOOLKIT, SourceRow, letter_index
 
 if TYPE_CHECKING:
     from toolkit.semantic import SemanticMatcher
@@ -100,7 +101,7 @@ class RepairReport:
 
 
 def repair_rows(
-    rows: Sequence[ResultRow],
+    rows: Sequence[SourceRow],
     fmt: str,
     items_by_id: Mapping[str, Item],
     reparse_all: bool = False,
@@ -117,7 +118,7 @@ def repair_rows(
         reparse_all: re-parse every prediction, not only nulls, replacing labels with what
             the cascade finds (a null when it finds none).
         mode: mode of earlier-scripts rows (they do not record it; see
-            :func:`toolkit.results.seed_mode_from_name`). ``"direct"`` rows are not counted
+            :func:`toolkit.results.seed_identity`). ``"direct"`` rows are not counted
             as missed reasoning; any other value, or None, counts empty reasoning entries.
             Toolkit rows use their own ``mode``.
         semantic: when given, the re-parsed predictions where no rule fired (null, source
@@ -135,7 +136,7 @@ def repair_rows(
         raise InputError(f"unknown result format {fmt!r}; valid: {[TOOLKIT, SEED]}")
     report = RepairReport(rows=len(rows), reparse_all=reparse_all)
     tally = _Tally(report)
-    pending: List[Tuple[ResultRow, Item, Reparsed]] = []
+    pending: List[Tuple[SourceRow, Item, Reparsed]] = []
     for row in rows:
         item = items_by_id.get(row.id)
         if item is None:
@@ -186,12 +187,12 @@ class _Tally:
                                     "new": None if new is None else letter(new), "rule": _why(found)})
 
 
-def _raw(row: ResultRow, run: int, fmt: str) -> Optional[str]:
+def _raw(row: SourceRow, run: int, fmt: str) -> Optional[str]:
     """The raw output of one prediction of ``row``."""
-    return row.data["raw_output"] if fmt == TOOLKIT else row.data["raw_model_outputs"][run]
+    return row.row.raw_output if fmt == TOOLKIT else row.data["raw_model_outputs"][run]  # type: ignore[union-attr]
 
 
-def _run_semantic(matcher: "SemanticMatcher", pending: Sequence[Tuple[ResultRow, Item, Reparsed]], fmt: str,
+def _run_semantic(matcher: "SemanticMatcher", pending: Sequence[Tuple[SourceRow, Item, Reparsed]], fmt: str,
                   report: RepairReport, tally: _Tally) -> None:
     """Send the predictions no rule decided through ``matcher`` in batches; apply and count."""
     log.info("semantic step on %d predictions no rule decided", len(pending))
@@ -208,15 +209,14 @@ def _run_semantic(matcher: "SemanticMatcher", pending: Sequence[Tuple[ResultRow,
             tally.add(row.id, (run, old, found.pred, found))
 
 
-def _apply(row: ResultRow, item: Item, fmt: str, run: int, found: Extraction) -> None:
+def _apply(row: SourceRow, item: Item, fmt: str, run: int, found: Extraction) -> None:
     """Write one extraction into ``row`` in its own format (with ``correct`` / ``accuracy``)."""
-    d = row.data
     if fmt == TOOLKIT:
-        d["pred"], d["pred_source"] = found.pred, found.source
-        if item.answer is not None:
-            accepted = set(item.meta.get("equivalent_answers", [])) | {item.answer}
-            d["correct"] = found.pred in accepted
+        assert row.row is not None
+        row.row = row.row.replace(pred=found.pred, pred_source=found.source,
+                                  correct=item.accepts(found.pred) if item.answer is not None else row.row.correct)
         return
+    d = row.data
     d["predicted_letters"][run] = None if found.pred is None else letter(found.pred)
     d["accuracy"] = seed_accuracy(d["predicted_letters"], d["true_letter"])
 
@@ -229,22 +229,22 @@ def _why(found: Extraction) -> str:
     return f"{rule}: {found.reason}"
 
 
-def _repair_toolkit(row: ResultRow, item: Item, reparse_all: bool, report: RepairReport) -> Iterator[Reparsed]:
+def _repair_toolkit(row: SourceRow, item: Item, reparse_all: bool, report: RepairReport) -> Iterator[Reparsed]:
     """Yield ``(run, old, new, extraction)`` for the re-parsed prediction of a toolkit row."""
-    d = row.data
+    assert row.row is not None
     report.predictions += 1
-    old = d["pred"]
+    old = row.row.pred
     report.nulls_before += old is None
-    if d.get("mode") == "reasoning" and not d.get("reasoning"):
+    if row.row.mode == "reasoning" and row.row.intervention is None and not row.row.reasoning:
         report.missed_reasoning += 1
-    if d["raw_output"] is not None and (old is None or reparse_all):
-        found = extract_answer(d["raw_output"], item.choices)
-        _apply(row, item, TOOLKIT, d.get("run", 0), found)
-        yield d.get("run", 0), old, found.pred, found
-    report.nulls_after += d["pred"] is None
+    if row.row.raw_output is not None and (old is None or reparse_all):
+        found = extract_answer(row.row.raw_output, item.choices)
+        _apply(row, item, TOOLKIT, row.row.run, found)
+        yield row.row.run, old, found.pred, found
+    report.nulls_after += row.row.pred is None
 
 
-def _repair_seed(row: ResultRow, item: Item, reparse_all: bool, mode: Optional[str],
+def _repair_seed(row: SourceRow, item: Item, reparse_all: bool, mode: Optional[str],
                  report: RepairReport) -> Iterator[Reparsed]:
     """Yield ``(run, old, new, extraction)`` for each re-parsed run of an earlier-scripts row."""
     d = row.data

@@ -20,14 +20,12 @@ mkdir -p "$RUN/_logs"
 LOG="--output=$RUN/_logs/%x-%j.out"
 ids=()
 for c in $CONDITIONS; do
-  # bin/infer takes any name; the folder must use the canonical one, as bin/launch does
-  canonical=$(python3 -c "import sys; from toolkit.perturb import parse_condition; print(parse_condition(sys.argv[1]).name)" "$c")
   for ((k = 0; k < SHARDS; k++)); do
-    out=$(printf '%s/%s/%s/%s/%s/shard-%05d-of-%05d.jsonl' "$RUN" "$MODEL" "$DATASET" "$canonical" "$MODE" "$k" "$SHARDS")
+    # --run-dir: bin/infer writes the shard file where bin/launch would, so bin/merge checks it
     # shellcheck disable=SC2086
-    ids+=("$(sbatch --parsable $SBATCH_ARGS "$LOG" --job-name="$MODEL-$canonical-$k" --wrap \
+    ids+=("$(sbatch --parsable $SBATCH_ARGS "$LOG" --job-name="$MODEL-$c-$k" --wrap \
       "bin/infer --manifest $MANIFEST --data-root $DATA_ROOT --model $MODEL --model-path $MODEL_PATH \
-       --mode $MODE --condition $canonical --shard $k/$SHARDS --out $out")")
+       --mode $MODE --condition $c --shard $k/$SHARDS --run-dir $RUN --dataset $DATASET")")
   done
 done
 # merge once every job has ended; it refuses (exit 1) and lists what is missing if one failed

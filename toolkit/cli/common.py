@@ -44,7 +44,10 @@ def run_cli(
     Returns:
         The exit code: 0 ok, 1 finished with failures, 2 bad input (one-line message on stderr).
     """
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, printed by argparse): an exit code, not an exit
+        return int(exc.code or 0)
     configure_logging(args.verbose, args.quiet)
     try:
         return body(args)

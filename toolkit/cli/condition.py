@@ -4,11 +4,21 @@ filler-corrupted reasoning, a suggested answer, shuffled options), one row per v
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from toolkit.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_common_args, run_cli
+from toolkit.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_common_args,
+    run_cli,
+)
+from toolkit.errors import InputError
+
+log = logging.getLogger("toolkit.condition")
 
 EPILOG = """examples:
   # the 2-step sanity check: own reasoning back in the model's turn; rows say prediction_changed
@@ -53,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--out", type=Path, help="result file (JSONL, appended; sidecar beside it); required "
                     "unless --rewrites-only")
     io.add_argument("--shard", default="0/1", help="K/N: run shard K (0-based) of N (default: 0/1)")
-    io.add_argument("--condition", default="clean", help="audio condition applied on the fly (default: clean)")
+    io.add_argument("--condition", help="audio condition applied on the fly (default: the baseline rows' own; "
+                    "rows of another condition are refused)")
     m = p.add_argument_group("model")
     m.add_argument("--model", help="backend name; required unless --rewrites-only")
     m.add_argument("--model-path", help="local checkpoint folder or hub id (simulated: key=value parameters)")
@@ -85,7 +96,12 @@ def _run(args: argparse.Namespace) -> int:
     from toolkit.infer import InferConfig
     from toolkit.interventions import parse_intervention
     from toolkit.interventions.rewrite import RewriteIntervention, ensure_rewrites
-    from toolkit.interventions.runner import load_baselines, run_condition
+    from toolkit.interventions.runner import (
+        baseline_condition,
+        intervention_mode,
+        load_baselines,
+        run_condition,
+    )
     from toolkit.manifest import read_manifest
     from toolkit.models.base import GenerationSettings, LoadOptions
     from toolkit.models.registry import load_backend
@@ -96,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         intervention = parse_intervention(args.intervention)
         shard = parse_shard(args.shard)
-        condition = parse_condition(args.condition).name
+        condition = None if args.condition is None else parse_condition(args.condition).name
         default = "conditioned-v1" if intervention.needs_reasoning else "reasoning-v1"
         prompt = get_prompt(args.prompt or default)
     except ValueError as exc:
@@ -117,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     items = read_manifest(args.manifest)
     baselines = load_baselines(args.results, items)
+    condition = _condition(args, condition, baseline_condition(baselines, args.results))
     if rewrites:
         ids = {it.id for it in select_shard(items, *shard)}
         written = ensure_rewrites(intervention, [b for (item_id, _), b in sorted(baselines.items()) if item_id in ids],
@@ -125,8 +142,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{intervention.cache_path}: {written} rewrites written")
             return EXIT_OK
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens or prompt.max_new_tokens)
-    mode = f"conditioned:{intervention.name}"
-    config = InferConfig(model=args.model, mode=mode, prompt=prompt, settings=settings, condition=condition,
+    config = InferConfig(model=args.model, mode=intervention_mode(prompt), prompt=prompt, settings=settings,
+                         condition=condition,
                          batch_size=args.batch_size, seed=args.seed, model_label=args.model_label)
     backend = load_backend(args.model, args.model_path, LoadOptions(dtype=args.dtype, device=args.device,
                                                                     adapter=args.adapter))
@@ -136,6 +153,31 @@ def _run(args: argparse.Namespace) -> int:
                             progress=not args.quiet)
     print(f"{args.out}: {summary.line()}")
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _condition(args: argparse.Namespace, asked: Optional[str], rows: str) -> str:
+    """The condition the intervention runs under: the baseline rows' own, which ``--condition``
+    may only repeat; an earlier-scripts label (``mask_p40``) is not a toolkit condition, so it
+    needs ``--condition`` to say which one the audio gets.
+
+    Raises:
+        InputError: ``--condition`` differs from the rows', or the rows' is unknown and none given.
+    """
+    from toolkit.perturb import parse_condition
+
+    try:
+        own = parse_condition(rows).name
+    except ValueError:
+        if asked is None:
+            raise InputError(f"the baseline rows are of condition {rows!r}, which is not a toolkit condition (an "
+                             "earlier scripts' label?): give --condition with the one to apply to the audio",
+                             args.results) from None
+        log.warning("baseline rows of the earlier condition %r: running under --condition %s as given", rows, asked)
+        return asked
+    if asked is not None and asked != own:
+        raise InputError(f"the baseline rows are of condition {own!r}, not --condition {asked!r}: answers from "
+                         "other audio would be compared; give the baseline of that condition", args.results)
+    return own
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -132,9 +132,9 @@ def _study(out: Path, manifest: Path, args: argparse.Namespace) -> int:
         ("launch", launch_main, [str(sweep), "--executor", "debug", "-q"]),
         ("repair", repair_main, ["--in", str(run_dir / "results.jsonl"), "--manifest", str(manifest),
                                  "--out", str(run_dir / "results.repaired.jsonl")] + quiet),
-        ("score", score_main, [str(run_dir / "results.repaired.jsonl"), "--by", "model,condition,mode",
+        ("score", score_main, ["accuracy", str(run_dir / "results.repaired.jsonl"), "--by", "model,condition,mode",
                                "--out", str(run_dir / "accuracy.md"), "--plots", str(run_dir / "plots")] + quiet),
-        ("score", score_main, [str(run_dir / "results.repaired.jsonl"), "--faithfulness",
+        ("score", score_main, ["faithfulness", str(run_dir / "results.repaired.jsonl"),
                                "--out", str(run_dir / "faithfulness.md"), "--plots", str(run_dir / "plots")] + quiet),
     ]
     print(f"\nfaithfulness study: {sweep}")

@@ -27,13 +27,15 @@ EPILOG = """examples:
   bin/infer ... --prompt seed-reasoning --num-runs 5 --sample --temperature 0.7 --top-p 0.9
 
 Rerunning the same command resumes: ids already in --out are skipped, a torn last line is
-cut off. Exit codes: 0 all rows written without error, 1 some rows carry an error, 2 bad input.
+cut off. A result file has one writer at a time: a second process writing it fails at once,
+naming the first one's pid and host. Exit codes: 0 all rows written without error, 1 some rows carry an error, 2 bad input.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bin/infer`` argument parser."""
     from toolkit.perturb.hints import add_hint_args
+    from toolkit.runs import MODES
 
     p = argparse.ArgumentParser(prog="infer", description=__doc__.strip().split(": ", 1)[1], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--manifest", type=Path, required=True, help="manifest (JSONL)")
     io.add_argument("--data-root", type=Path, help="folder relative audio paths resolve against "
                     "(default: the manifest's folder)")
-    io.add_argument("--out", type=Path, required=True, help="result file (JSONL, appended; sidecar beside it)")
+    out = io.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", type=Path, help="result file (JSONL, appended; sidecar beside it)")
+    out.add_argument("--run-dir", type=Path, help="write this shard's file of a run folder instead, where bin/launch "
+                     "would (<run-dir>/<model label>/<dataset>/<condition>/<mode>/shard-K-of-N.jsonl), so bin/merge "
+                     "checks it")
+    io.add_argument("--dataset", help="with --run-dir: the dataset's name in the run folder (default: the "
+                    "manifest's file name without .jsonl)")
     io.add_argument("--shard", default="0/1", help="K/N: run shard K (0-based) of N, round robin (default: 0/1)")
     io.add_argument("--condition", default="clean", help="audio condition applied on the fly (default: clean)")
     add_hint_args(p)
@@ -57,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--trust-remote-code", action="store_true", help="off unless asked")
     m.add_argument("--adapter", help="PEFT adapter folder loaded on top of the model")
     g = p.add_argument_group("prompt and generation")
-    g.add_argument("--mode", required=True, choices=("reasoning", "direct"))
+    g.add_argument("--mode", required=True, choices=MODES)
     g.add_argument("--prompt", help="template name (default: reasoning-v1 / direct-v1; seed-reasoning, "
                    "seed-direct are the earlier scripts' prompts)")
     g.add_argument("--max-new-tokens", type=int, help="default: the template's")
@@ -87,9 +95,11 @@ def _run(args: argparse.Namespace) -> int:
     from toolkit.perturb.hints import hints_from_args
     from toolkit.perturb.inject import needs_hints
     from toolkit.prompts import get_prompt
-    from toolkit.runs import parse_shard
+    from toolkit.runs import RunLayout, Unit, parse_shard
 
     problems = []
+    if args.dataset and not args.run_dir:
+        problems.append("--dataset goes with --run-dir")
     if args.num_runs < 1 or args.batch_size < 1:
         problems.append("--num-runs and --batch-size must be >= 1")
     if args.num_runs > 1 and not args.sample:
@@ -128,11 +138,20 @@ def _run(args: argparse.Namespace) -> int:
                           trust_remote_code=args.trust_remote_code, adapter=args.adapter)
     # nltk (answer extraction's stemmer) takes ~1.5 s to import: overlap it with model loading
     threading.Thread(target=preload_answer_rules, name="preload-answer-rules", daemon=True).start()
+    out = args.out
+    if args.run_dir is not None:
+        dataset = args.dataset or args.manifest.name.removesuffix(".jsonl")
+        try:
+            unit = Unit(args.model_label or args.model, dataset, condition, args.mode, shards=shard[1])
+        except ValueError as exc:
+            print(f"infer: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        out = RunLayout(args.run_dir).shard_path(unit, shard[0])
     backend = load_backend(args.model, args.model_path, options)
     data_root = args.data_root if args.data_root is not None else args.manifest.parent
-    summary = run_inference(items, backend, config, args.out, data_root, shard=shard, manifest=args.manifest,
+    summary = run_inference(items, backend, config, out, data_root, shard=shard, manifest=args.manifest,
                             progress=not args.quiet, hints=hints)
-    print(f"{args.out}: {summary.line()}")
+    print(f"{out}: {summary.line()}")
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 

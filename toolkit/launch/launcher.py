@@ -180,13 +180,13 @@ def merge_job(run_dir: str) -> Dict[str, Any]:
 
 
 def score_job(run_dir: str, by: Sequence[str], faithfulness: bool = False, manifest: Optional[str] = None,
-              degradation: bool = False, plots: bool = True) -> List[str]:
+              degradation: bool = False, plots_wanted: bool = True) -> List[str]:
     """The score job: ``bin/score`` on the merged results, as markdown, CSV and JSON plus plots;
     with ``faithfulness`` (a sweep with interventions or spoken hints) also the faithfulness
     tables (``faithfulness.md``, ``faithfulness.json``) and their plots. With ``manifest`` (a
     sweep of one dataset) the rows are scored against it, so ASR items get WER tables, and
     with ``degradation`` (text/audio twins or classification items) the degradation tables.
-    ``plots`` is off for a sweep of ASR items only (no accuracy to plot).
+    ``plots_wanted`` is off for a sweep of ASR items only (no accuracy to plot).
 
     Returns:
         The files written.
@@ -197,22 +197,23 @@ def score_job(run_dir: str, by: Sequence[str], faithfulness: bool = False, manif
     from toolkit.cli.score import main as score_main
 
     root = Path(run_dir)
-    written = []
+    results = str(RunLayout(root).results_jsonl)
+    plots = ["--plots", str(root / "plots")]
     grouped = ["--by", ",".join(by)]
-    runs = [("markdown", "score.md", grouped + (["--plots", str(root / "plots")] if plots else [])),
-            ("csv", "score.csv", grouped), ("json", "score.json", grouped)]
+    runs = [("accuracy", "markdown", "score.md", grouped + (plots if plots_wanted else [])),
+            ("accuracy", "csv", "score.csv", grouped), ("accuracy", "json", "score.json", grouped)]
     if faithfulness:
-        runs += [("markdown", "faithfulness.md", ["--faithfulness", "--plots", str(root / "plots")]),
-                 ("json", "faithfulness.json", ["--faithfulness"])]
+        runs += [("faithfulness", "markdown", "faithfulness.md", plots),
+                 ("faithfulness", "json", "faithfulness.json", [])]
     if degradation and manifest is not None:
-        runs += [("markdown", "degradation.md", ["--degradation", "--plots", str(root / "plots")]),
-                 ("json", "degradation.json", ["--degradation"])]
+        runs += [("degradation", "markdown", "degradation.md", plots), ("degradation", "json", "degradation.json", [])]
     if manifest is not None:
-        runs = [(fmt, name, extra + ["--manifest", manifest]) for fmt, name, extra in runs]
-    for fmt, name, extra in runs:
-        if fmt == "csv" and manifest is not None and "--faithfulness" not in extra:
+        runs = [(report, fmt, name, extra + ["--manifest", manifest]) for report, fmt, name, extra in runs]
+    written = []
+    for report, fmt, name, extra in runs:
+        if report == "accuracy" and fmt == "csv" and manifest is not None:
             continue  # rows of several kinds (accuracy and WER) do not fit one CSV table
-        argv = [str(root / "results.jsonl"), *extra, "--format", fmt, "--out", str(root / name), "--quiet"]
+        argv = [report, results, *extra, "--format", fmt, "--out", str(root / name), "--quiet"]
         code = score_main(argv)
         if code != 0:
             raise RuntimeError(f"bin/score {' '.join(argv)} exited with {code}")
@@ -236,7 +237,9 @@ def live_processes(record: LaunchRecord) -> List[str]:
     """Processes of earlier launches still alive on this host: launchers, and tasks (e.g. local
     tasks orphaned by a launcher that was killed), one description each."""
     layout = RunLayout(record.run_dir)
-    out = [f"bin/launch ({sub.launcher})" for sub in record.submissions if sub.launcher.alive()]
+    me = Process.this()
+    out = [f"bin/launch ({sub.launcher})" for sub in record.submissions
+           if sub.finished is None and sub.launcher.alive() and sub.launcher != me]
     out += [f"task {task.label} ({task.process})" for task in TaskRecord.read_all(layout) if task.running_here()]
     return out
 

@@ -75,10 +75,9 @@ def wrong_candidates(item: Item) -> List[int]:
         index order.
     """
     choices = item.choices or []
-    accepted = set(item.meta.get("equivalent_answers", [])) | {item.answer}
     answer_hint = hint_text(choices[item.answer]).casefold()
     return [i for i, choice in enumerate(choices)
-            if i not in accepted and hint_text(choice).casefold() != answer_hint]
+            if not item.accepts(i) and hint_text(choice).casefold() != answer_hint]
 
 
 def repeat_hint(hint: np.ndarray, n: int) -> Tuple[np.ndarray, int, int]:

@@ -12,11 +12,11 @@ families are ``clean``, ``mask-p``, ``noise-snr`` and ``inject`` (spoken hints).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from toolkit.perturb.base import Condition
+from toolkit.registry import Registry
 
 Parser = Callable[[str], Condition]
 
@@ -39,7 +39,8 @@ class _Family:
     examples: Tuple[str, ...]
 
 
-_FAMILIES: Dict[str, _Family] = {}
+#: Condition families by name prefix.
+FAMILIES: Registry[_Family] = Registry("condition")
 
 
 def register_condition(prefix: str, parser: Parser, pattern: str = "", examples: Sequence[str] = ()) -> None:
@@ -57,22 +58,19 @@ def register_condition(prefix: str, parser: Parser, pattern: str = "", examples:
     Example:
         >>> register_condition("clean", parse_clean, pattern="clean", examples=["clean"])  # doctest: +SKIP
     """
-    if prefix in _FAMILIES:
+    if prefix in FAMILIES:
         raise ValueError(f"condition prefix {prefix!r} is already registered")
-    _FAMILIES[prefix] = _Family(prefix, parser, pattern or prefix, tuple(examples))
+    FAMILIES.register(prefix, _Family(prefix, parser, pattern or prefix, tuple(examples)))
 
 
 def known_patterns() -> List[str]:
     """The grammar of every registered family, in registration order."""
-    return [family.pattern for family in _FAMILIES.values()]
+    return [family.pattern for _, family in FAMILIES.items()]
 
 
 def _unknown(name: str, reason: str) -> ValueError:
-    examples = [e for family in _FAMILIES.values() for e in family.examples]
-    close = difflib.get_close_matches(name, examples, n=3, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    patterns = "; ".join(known_patterns())
-    return ValueError(f"unknown condition {name!r}: {reason}.{hint} Valid patterns: {patterns}")
+    examples = [e for _, family in FAMILIES.items() for e in family.examples]
+    return FAMILIES.unknown(name, reason, examples, valid="; ".join(known_patterns()))
 
 
 def parse_condition(name: str) -> Condition:
@@ -96,10 +94,10 @@ def parse_condition(name: str) -> Condition:
     """
     if not isinstance(name, str):
         raise TypeError(f"condition name must be a string, not {type(name).__name__}")
-    matches = [prefix for prefix in _FAMILIES if name.startswith(prefix)]
+    matches = [prefix for prefix, _ in FAMILIES.items() if name.startswith(prefix)]
     if not matches:
         raise _unknown(name, "no condition family has this prefix")
-    family = _FAMILIES[max(matches, key=len)]
+    family = FAMILIES.get(max(matches, key=len))
     try:
         return family.parser(name)
     except ValueError as exc:

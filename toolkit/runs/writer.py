@@ -68,8 +68,8 @@ def read_done(path: Pathlike) -> Set[RowKey]:
         try:
             done.add(row_key(row))
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"not a result row (no valid {exc}); move the file aside or fix the line", path,
-                             lineno) from None
+            raise InputError(f"not a result row (no valid {exc}); bin/merge RUN_DIR --dedupe moves such lines out "
+                             "of a run folder's shard files, or move the file aside", path, lineno) from None
     return done
 
 
