@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 from toolkit.cli.launch import main as launch_main
 from toolkit.errors import InputError
-from toolkit.launch.launcher import Launch, plan_arrays, run_status, sbatch_preview
+from toolkit.launch.launcher import plan_arrays, run_status, sbatch_preview
 from toolkit.launch.profile import load_profile, submitit_parameters
 from toolkit.launch.sweep import load_sweep, plan_tasks
 from toolkit.launch.task import run_task

@@ -91,7 +91,7 @@ _T1 = '{"id": "t1", "model": "m", "condition": "clean", "mode": "direct", "raw_o
     ([_T1, '{"id": "t2"}'], 2, "not a result row"),
     ([_T1, '{"id": "t2", "predicted_letters": [], "raw_model_outputs": [], "true_letter": "A"}'], 2,
      "seed row in a toolkit"),
-    ([_T1, _T1.replace('"t1"', '"t2"').replace('"pred": null', '"pred": "B"')], 2, "'pred' must be int or null"),
+    ([_T1, _T1.replace('"t1"', '"t2"').replace('"pred": null', '"pred": "B"')], 2, "pred' must be an integer or null"),
     ([_T1.replace('"model": "m", ', '')], 1, "no 'model'"),
     (['{"id": "s", "predicted_letters": ["A"], "raw_model_outputs": [], "true_letter": "A"}'], 1, "1 predicted_letters"),
 ])

@@ -174,11 +174,15 @@ class ResultRow:
         """
         values: Dict[str, Any] = {}
         extra: Dict[str, Any] = {}
+        types = _TYPES
         for key, value in d.items():
-            if key in _CHECKS:
-                values[key] = _CHECKS[key](key, value)
-            else:
+            allowed = types.get(key)
+            if allowed is None:
                 extra[key] = value
+            elif value.__class__ in allowed:
+                values[key] = value
+            else:
+                _check(key, value)
         for key in ("id", "model", "condition", "mode"):
             if key not in values:
                 raise ValueError(f"no {key!r}")
@@ -188,35 +192,24 @@ class ResultRow:
             if values["mode"].startswith("conditioned:"):
                 values["mode"] = "reasoning"
         values["variant"] = values.get("variant") or ""
-        return cls(**values, extra=extra)
+        values["extra"] = extra
+        # every field was checked above: fill the instance without the frozen __init__'s one
+        # object.__setattr__ per field (merge reads ~100k rows a second through here)
+        row = object.__new__(cls)
+        row.__dict__.update(_DEFAULTS)
+        row.__dict__.update(values)
+        return row
 
     def replace(self, **changes: Any) -> "ResultRow":
         """A copy with ``changes`` (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
 
+#: every field with a default: the starting point of :meth:`ResultRow.from_dict`
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ResultRow) if f.default is not dataclasses.MISSING}
 _CORE = ("id", "model", "condition", "mode", "run", "prompt", "raw_output", "reasoning", "pred", "pred_source",
          "correct", "error", "n_new_tokens", "seconds")
 _OPTIONAL = ("option_logprobs", "flags", "dataset")
-
-
-def _typed(kinds: Tuple[type, ...], nullable: bool = True, what: str = ""):
-    def check(key: str, value: Any) -> Any:
-        if value is None and nullable:
-            return None
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            want = what or " or ".join(k.__name__ for k in kinds) + (" or null" if nullable else "")
-            raise ValueError(f"{key!r} must be {want}, got {value!r}")
-        return value
-    return check
-
-
-def _number(key: str, value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{key!r} must be a number or null, got {value!r}")
-    return value
 
 
 def _intervention(value: Any) -> InterventionInfo:
@@ -229,16 +222,29 @@ def _intervention(value: Any) -> InterventionInfo:
                             params=dict(value.get("params") or {}))
 
 
-_CHECKS = {
-    "id": _typed((str,), nullable=False), "model": _typed((str,), nullable=False),
-    "condition": _typed((str,), nullable=False), "mode": _typed((str,), nullable=False),
-    "run": _typed((int,), nullable=False), "prompt": _typed((str,)), "raw_output": _typed((str,)),
-    "reasoning": _typed((str,)), "pred": _typed((int,)), "pred_source": _typed((str,)),
-    "correct": _typed((bool,)), "error": _typed((str,)), "n_new_tokens": _typed((int,)), "seconds": _number,
-    "option_logprobs": _typed((dict,)), "flags": _typed((dict,)), "dataset": _typed((str,)),
-    "variant": _typed((str,)), "intervention": lambda key, value: value, "baseline_pred": _typed((int,)),
-    "prediction_changed": _typed((bool,)), "shown_pred": _typed((int,)),
+_NONE = type(None)
+#: the JSON types each known field may hold (exact classes: ``true`` is not an integer here)
+_TYPES: Dict[str, frozenset] = {
+    **{key: frozenset({str}) for key in ("id", "model", "condition", "mode")},
+    "run": frozenset({int}),
+    **{key: frozenset({str, _NONE}) for key in ("prompt", "raw_output", "reasoning", "pred_source", "error",
+                                                "dataset", "variant")},
+    **{key: frozenset({int, _NONE}) for key in ("pred", "n_new_tokens", "baseline_pred", "shown_pred")},
+    **{key: frozenset({bool, _NONE}) for key in ("correct", "prediction_changed")},
+    "seconds": frozenset({int, float, _NONE}),
+    **{key: frozenset({dict, _NONE}) for key in ("option_logprobs", "flags", "intervention")},
 }
+_NAMES = {int: "an integer", str: "a string", bool: "true/false", float: "a number", dict: "an object"}
+
+
+def _check(key: str, value: Any) -> Any:
+    """``value`` when it has one of ``key``'s types, else a ValueError naming both."""
+    allowed = _TYPES[key]
+    if value.__class__ in allowed:
+        return value
+    want = " or ".join(sorted({_NAMES[float if t is int and float in allowed else t] for t in allowed
+                               if t is not _NONE}))
+    raise ValueError(f"{key!r} must be {want}{' or null' if _NONE in allowed else ''}, got {value!r}")
 
 
 def h5_columns(conditioned: bool) -> List[Tuple[str, H5Column]]:
@@ -257,13 +263,6 @@ def h5_columns(conditioned: bool) -> List[Tuple[str, H5Column]]:
         if column is not None and (conditioned or not column.conditioned):
             out.append((f.name, column))
     return out
-
-
-def encode_h5(column: H5Column, value: Any) -> Any:
-    """A field value as stored in its column (None -> the column's null)."""
-    if value is None:
-        return column.null
-    return int(value) if isinstance(value, bool) else value
 
 
 def decode_h5(name: str, column: H5Column, value: Any) -> Any:

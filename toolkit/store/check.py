@@ -18,6 +18,7 @@ counted separately.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -336,6 +337,7 @@ def _sidecar_problems(unit: Unit, params: Dict[str, Any], ref: ShardRef,
 _Entry = Tuple[ResultRow, str, int, int]  # row, line, file index, line number
 
 
+@functools.lru_cache(maxsize=4096)
 def _natural(text: str) -> Tuple[Tuple[int, Any], ...]:
     """Sort key that orders ``k=2`` before ``k=10`` (variants of ``bin/condition`` rows)."""
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 
 from toolkit.errors import Pathlike
-from toolkit.rows import H5Column, ResultRow, decode_h5, encode_h5, h5_columns
+from toolkit.rows import H5Column, ResultRow, decode_h5, h5_columns
 
 if TYPE_CHECKING:
     from toolkit.store.check import UnitCheck
@@ -46,10 +46,13 @@ def option_matrix(rows: Sequence[ResultRow]) -> Optional[np.ndarray]:
     return out
 
 
-def _column(column: H5Column, values: Iterator[Any], n: int) -> np.ndarray:
+def _column(rows: Sequence[ResultRow], name: str, column: H5Column) -> np.ndarray:
+    """One field of every row as the column's array (None -> the column's null, booleans as 0/1)."""
+    null = column.null
+    values = [null if (v := getattr(r, name)) is None else v for r in rows]
     if column.dtype == "text":
-        return np.array(list(values), dtype=object)
-    return np.fromiter(values, _NUMPY[column.dtype], n)
+        return np.array(values, dtype=object)
+    return np.array(values, dtype=_NUMPY[column.dtype])
 
 
 def write_unit_group(h5: Any, check: "UnitCheck", rows: Sequence[ResultRow]) -> None:
@@ -63,7 +66,7 @@ def write_unit_group(h5: Any, check: "UnitCheck", rows: Sequence[ResultRow]) -> 
     n = len(rows)
     g = h5.create_group(check.group)
     for name, column in h5_columns(conditioned=check.unit.intervention is not None):
-        data = _column(column, (encode_h5(column, getattr(r, name)) for r in rows), n)
+        data = _column(rows, name, column)
         if column.dtype == "text":
             g.create_dataset(name, data=data, dtype=h5py.string_dtype("utf-8"))
         else:
