@@ -120,22 +120,26 @@ def _study(out: Path, manifest: Path, args: argparse.Namespace) -> int:
     from toolkit.cli.launch import main as launch_main
     from toolkit.cli.repair import main as repair_main
     from toolkit.cli.score import main as score_main
+    from toolkit.runs import RunLayout
 
     with_hints = shutil.which("espeak-ng") is not None
     if not with_hints:
         print("\nspoken-hint conditions skipped: espeak-ng is not installed (apt-get install espeak-ng)")
     sweep = write_study_sweep(out, manifest, args.seed, with_hints)
-    run_dir = out / "study-runs" / "study"
+    layout = RunLayout(out / "study-runs" / "study")
+    run_dir = layout.root
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo starts afresh each time
     quiet = ["-q"] if args.quiet else []
+    repaired = str(run_dir / "results.repaired.jsonl")
+    plots = ["--plots", str(layout.plots_dir)]
     steps = [
         ("launch", launch_main, [str(sweep), "--executor", "debug", "-q"]),
-        ("repair", repair_main, ["--in", str(run_dir / "results.jsonl"), "--manifest", str(manifest),
-                                 "--out", str(run_dir / "results.repaired.jsonl")] + quiet),
-        ("score", score_main, ["accuracy", str(run_dir / "results.repaired.jsonl"), "--by", "model,condition,mode",
-                               "--out", str(run_dir / "accuracy.md"), "--plots", str(run_dir / "plots")] + quiet),
-        ("score", score_main, ["faithfulness", str(run_dir / "results.repaired.jsonl"),
-                               "--out", str(run_dir / "faithfulness.md"), "--plots", str(run_dir / "plots")] + quiet),
+        ("repair", repair_main, ["--in", str(layout.results_jsonl), "--manifest", str(manifest), "--out", repaired]
+         + quiet),
+        ("score", score_main, ["accuracy", repaired, "--by", "model,condition,mode", "--out",
+                               str(run_dir / "accuracy.md")] + plots + quiet),
+        ("score", score_main, ["faithfulness", repaired, "--out", str(layout.report_file("faithfulness", "markdown"))]
+         + plots + quiet),
     ]
     print(f"\nfaithfulness study: {sweep}")
     for stage, main_fn, argv in steps:
@@ -144,8 +148,9 @@ def _study(out: Path, manifest: Path, args: argparse.Namespace) -> int:
         if code != EXIT_OK:
             print(f"demo: bin/{stage} exited with {code}", file=sys.stderr)
             return code
-    print(f"\n{(run_dir / 'faithfulness.md').read_text(encoding='utf-8')}")
-    print(f"tables: {run_dir / 'accuracy.md'}, {run_dir / 'faithfulness.md'}; plots: {run_dir / 'plots'}")
+    faithfulness = layout.report_file("faithfulness", "markdown")
+    print(f"\n{faithfulness.read_text(encoding='utf-8')}")
+    print(f"tables: {run_dir / 'accuracy.md'}, {faithfulness}; plots: {layout.plots_dir}")
     return EXIT_OK
 
 

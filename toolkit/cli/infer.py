@@ -18,7 +18,7 @@ EPILOG = """examples:
   # Qwen2-Audio on SAKURA, masked on the fly, shard 3 of 16 (what one array task runs)
   bin/infer --manifest manifests/sakura.jsonl --data-root /data/SAKURA/data \\
       --model qwen2-audio --model-path /models/Qwen2-Audio-7B-Instruct --mode reasoning \\
-      --condition mask-p40 --shard 3/16 --batch-size 8 --out runs/exp/qwen2-audio/sakura/shard-3.jsonl
+      --condition mask-p40 --shard 3/16 --batch-size 8 --run-dir runs/exp
 
   # a spoken wrong option mixed in at 0 dB, on the fly (equal to bin/perturb's file)
   bin/infer ... --condition inject-wrong-snr0 --tts espeak-ng     # or --hints DIR

@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     record = launch.submit()
     jobs = record.submissions[-1].jobs
     print(f"{sweep.run_dir}: submitted {sum(j.kind == 'task' for j in jobs)} tasks, merge and score "
-          f"({args.executor}); plan and job ids in {sweep.run_dir / 'launch.json'}")
+          f"({args.executor}); plan and job ids in {sweep.layout.launch_json}")
     if not (args.wait or args.executor != "slurm"):
         print(f"progress: bin/launch --status {sweep.run_dir}")
         return EXIT_OK
@@ -87,8 +87,9 @@ def _run(args: argparse.Namespace) -> int:
     for label, state in sorted(failed.items()):
         print(f"launch: {label} ended {state}", file=sys.stderr)
     if not failed:
-        print(f"merged: {sweep.run_dir / 'results.jsonl'}, {sweep.run_dir / 'results.h5'}; "
-              f"scores: {sweep.run_dir / 'score.md'}")
+        layout = sweep.layout
+        print(f"merged: {layout.results_jsonl}, {layout.results_h5}; "
+              f"scores: {layout.report_file('accuracy', 'markdown')}")
     return EXIT_FAILED if failed else EXIT_OK
 
 

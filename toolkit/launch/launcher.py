@@ -196,28 +196,27 @@ def score_job(run_dir: str, by: Sequence[str], faithfulness: bool = False, manif
     """
     from toolkit.cli.score import main as score_main
 
-    root = Path(run_dir)
-    results = str(RunLayout(root).results_jsonl)
-    plots = ["--plots", str(root / "plots")]
+    layout = RunLayout(run_dir)
+    plots = ["--plots", str(layout.plots_dir)]
     grouped = ["--by", ",".join(by)]
-    runs = [("accuracy", "markdown", "score.md", grouped + (plots if plots_wanted else [])),
-            ("accuracy", "csv", "score.csv", grouped), ("accuracy", "json", "score.json", grouped)]
+    runs = [("accuracy", "markdown", grouped + (plots if plots_wanted else [])), ("accuracy", "csv", grouped),
+            ("accuracy", "json", grouped)]
     if faithfulness:
-        runs += [("faithfulness", "markdown", "faithfulness.md", plots),
-                 ("faithfulness", "json", "faithfulness.json", [])]
+        runs += [("faithfulness", "markdown", plots), ("faithfulness", "json", [])]
     if degradation and manifest is not None:
-        runs += [("degradation", "markdown", "degradation.md", plots), ("degradation", "json", "degradation.json", [])]
+        runs += [("degradation", "markdown", plots), ("degradation", "json", [])]
     if manifest is not None:
-        runs = [(report, fmt, name, extra + ["--manifest", manifest]) for report, fmt, name, extra in runs]
+        runs = [(report, fmt, extra + ["--manifest", manifest]) for report, fmt, extra in runs]
     written = []
-    for report, fmt, name, extra in runs:
+    for report, fmt, extra in runs:
         if report == "accuracy" and fmt == "csv" and manifest is not None:
             continue  # rows of several kinds (accuracy and WER) do not fit one CSV table
-        argv = [report, results, *extra, "--format", fmt, "--out", str(root / name), "--quiet"]
+        out = layout.report_file(report, fmt)
+        argv = [report, str(layout.results_jsonl), *extra, "--format", fmt, "--out", str(out), "--quiet"]
         code = score_main(argv)
         if code != 0:
             raise RuntimeError(f"bin/score {' '.join(argv)} exited with {code}")
-        written.append(str(root / name))
+        written.append(str(out))
     return written
 
 
@@ -233,14 +232,14 @@ def active_jobs(record: LaunchRecord) -> List[str]:
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
-def live_processes(record: LaunchRecord) -> List[str]:
-    """Processes of earlier launches still alive on this host: launchers, and tasks (e.g. local
-    tasks orphaned by a launcher that was killed), one description each."""
-    layout = RunLayout(record.run_dir)
+def live_processes(record: LaunchRecord) -> List[Tuple[str, Process]]:
+    """Processes of earlier launches still alive on this host: launchers that have not finished,
+    and tasks (e.g. local tasks orphaned by a launcher that was killed), each with what it is."""
     me = Process.this()
-    out = [f"bin/launch ({sub.launcher})" for sub in record.submissions
+    out = [("bin/launch", sub.launcher) for sub in record.submissions
            if sub.finished is None and sub.launcher.alive() and sub.launcher != me]
-    out += [f"task {task.label} ({task.process})" for task in TaskRecord.read_all(layout) if task.running_here()]
+    out += [(f"task {task.label}", task.process) for task in TaskRecord.read_all(RunLayout(record.run_dir))
+            if task.running_here()]
     return out
 
 
@@ -287,9 +286,10 @@ class Launch:
                              f"wait for them, or stop them with: scancel {' '.join(still)}", layout.launch_json)
         alive = live_processes(record)
         if alive:
-            pids = sorted({p.split("pid ")[1].split(" ")[0] for p in alive})
-            raise InputError(f"processes of the earlier launch are still running: {'; '.join(alive)}; wait for "
-                             f"them, or stop them with: kill {' '.join(pids)}", layout.launch_json)
+            running = "; ".join(f"{what} ({process})" for what, process in alive)
+            pids = " ".join(str(process.pid) for _, process in alive)
+            raise InputError(f"processes of the earlier launch are still running: {running}; wait for them, or stop "
+                             f"them with: kill {pids}", layout.launch_json)
         return record
 
     def plan(self) -> Tuple[Sweep, List[Task], List[ArrayPlan], Dict[str, List[UnitProgress]]]:

@@ -395,28 +395,60 @@ def _scan_unit(plan: _Plan, layout: RunLayout, inputs: _Inputs) -> Tuple[UnitChe
     unit = plan.unit
     check = UnitCheck(unit)
     ids = inputs.ids(str(unit.manifest))
-    members = ids if unit.intervention is None else inputs.items(str(unit.manifest))
     check.n_items = len(ids)
     position = {item_id: i for i, item_id in enumerate(ids)}
-    expected: Dict[int, Optional[Set[RowKey]]] = {}
-    first_params: Dict[int, Dict[str, Any]] = {}
-    for ref, params in plan.files:
-        if ref.n == unit.shards:
-            first_params.setdefault(ref.k, params)
-    for k in range(unit.shards):
-        baselines = None
-        if unit.intervention is not None:
-            problems: List[str] = []
-            baselines = inputs.baselines(unit, k, first_params.get(k), problems)
-            if problems and k in first_params:
-                ref = next(r for r, p in plan.files if r.k == k and r.n == unit.shards)
-                check.mismatched.append(Mismatch(layout.relative(ref.path), "; ".join(problems)))
-        shard_members = select_shard(members, k, unit.shards)
-        expected[k] = (None if unit.intervention is not None and baselines is None
-                       else unit.expected_keys(shard_members, baselines))
+    expected = _expected_per_shard(plan, layout, inputs, check)
     present = {(r.k, r.n) for r, _ in plan.files}
     check.missing_files = [layout.relative(layout.shard_path(unit, k)) for k in range(unit.shards)
                            if (k, unit.shards) not in present]
+    slots = _collect_rows(plan, layout, check, position, expected)
+    order = lambda key: (key[1], position[key[0]], _natural(key[2]))  # noqa: E731 - run, manifest order, variant
+    for k, owed in expected.items():
+        if owed is None:  # an intervention shard without baseline rows: its variants are unknown
+            seen = {(key[0], key[1]) for key in slots}
+            runs = sorted({key[1] for key in slots}) or range(unit.num_runs)
+            lost = [MissingItem(f"{k}/{unit.shards}", run, item_id, ALL_VARIANTS)
+                    for run in runs for item_id in select_shard(ids, k, unit.shards) if (item_id, run) not in seen]
+            check.missing += lost
+            check.expected += len(lost) + sum(1 for key in slots if shard_of(position[key[0]], unit.shards) == k)
+        else:
+            check.expected += len(owed)
+            check.missing += [MissingItem(f"{k}/{unit.shards}", run, item_id, variant)
+                              for item_id, run, variant in sorted(owed - slots.keys(), key=order)]
+    ordered = [slots[key] for key in sorted(slots, key=order)]
+    check.rows = len(ordered)
+    check.errors = sum(1 for entry in ordered if entry[0].error is not None)
+    return check, ordered
+
+
+def _expected_per_shard(plan: _Plan, layout: RunLayout, inputs: _Inputs,
+                        check: UnitCheck) -> Dict[int, Optional[Set[RowKey]]]:
+    """Shard k -> the keys the unit owes there (:meth:`toolkit.runs.Unit.expected_keys`); None for
+    an intervention shard whose baseline rows are gone. A shard file whose baseline rows changed
+    since it was written is recorded as mismatched."""
+    unit = plan.unit
+    if unit.intervention is None:
+        ids = inputs.ids(str(unit.manifest))
+        return {k: unit.expected_keys(select_shard(ids, k, unit.shards)) for k in range(unit.shards)}
+    items = inputs.items(str(unit.manifest))
+    own = {ref.k: (ref, params) for ref, params in reversed(plan.files) if ref.n == unit.shards}
+    expected: Dict[int, Optional[Set[RowKey]]] = {}
+    for k in range(unit.shards):
+        ref, params = own.get(k, (None, None))
+        problems: List[str] = []
+        baselines = inputs.baselines(unit, k, params, problems)
+        if problems and ref is not None:
+            check.mismatched.append(Mismatch(layout.relative(ref.path), "; ".join(problems)))
+        expected[k] = None if baselines is None else unit.expected_keys(select_shard(items, k, unit.shards),
+                                                                        baselines)
+    return expected
+
+
+def _collect_rows(plan: _Plan, layout: RunLayout, check: UnitCheck, position: Dict[str, int],
+                  expected: Dict[int, Optional[Set[RowKey]]]) -> Dict[RowKey, _Entry]:
+    """Read every shard file of a unit: the first row of each expected key; mismatched sidecars,
+    unexpected and duplicated rows go into ``check``."""
+    unit = plan.unit
     slots: Dict[RowKey, _Entry] = {}
     first: Optional[Tuple[str, Dict[str, Any]]] = None
     for index, (ref, params) in enumerate(plan.files):
@@ -428,6 +460,7 @@ def _scan_unit(plan: _Plan, layout: RunLayout, inputs: _Inputs) -> Tuple[UnitChe
         if reasons:
             check.mismatched.append(Mismatch(rel, "; ".join(reasons)))
         shard = ShardFile(rel, ref.k, ref.n)
+        owed = expected.get(ref.k) if ref.n == unit.shards else None
         for lineno, line, row in _read_rows(ref.path, shard):
             shard.rows += 1
             key = row.key
@@ -437,41 +470,29 @@ def _scan_unit(plan: _Plan, layout: RunLayout, inputs: _Inputs) -> Tuple[UnitChe
                 why = "id not in the manifest"
             elif shard_of(i, ref.n) != ref.k:
                 why, foreign = f"belongs to shard {shard_of(i, ref.n)}/{ref.n}, not {ref.k}/{ref.n}", True
-            elif ref.n == unit.shards and expected[ref.k] is not None and key not in expected[ref.k]:
-                why = (f"variant {row.variant!r} in an inference unit" if unit.intervention is None and row.variant
-                       else f"run {row.run} outside 0..{unit.num_runs - 1}" if unit.intervention is None
-                       else f"variant {row.variant!r} run {row.run} is not one this intervention makes of the "
-                            "item's baseline row")
+            elif owed is not None and key not in owed:
+                why = _not_owed(unit, row)
             if why is not None:
                 check.unexpected.append(UnexpectedItem(row.id, row.run, row.variant, f"{rel}:{lineno}", why))
-                if not foreign:
+                if not foreign:  # a row of another shard still shows a duplicate of its own shard's
                     continue
             earlier = slots.get(key)
             if earlier is not None:
                 where = f"{check.files[earlier[2]].path}:{earlier[3]}" if earlier[2] < index else f"{rel}:{earlier[3]}"
                 check.duplicated.append(DuplicateItem(row.id, row.run, row.variant, where, f"{rel}:{lineno}"))
-                continue
-            if why is None:
+            elif why is None:
                 slots[key] = (row, line, index, lineno)
         check.files.append(shard)
-    for k in range(unit.shards):
-        owed = expected[k]
-        if owed is None:  # an intervention shard without baseline rows: its variants are unknown
-            seen = {(key[0], key[1]) for key in slots}
-            runs = sorted({key[1] for key in slots}) or range(unit.num_runs)
-            lost = [MissingItem(f"{k}/{unit.shards}", run, item_id, ALL_VARIANTS)
-                    for run in runs for item_id in select_shard(ids, k, unit.shards) if (item_id, run) not in seen]
-            check.missing += lost
-            check.expected += len(lost) + sum(1 for key in slots if shard_of(position[key[0]], unit.shards) == k)
-            continue
-        check.expected += len(owed)
-        check.missing += [MissingItem(f"{k}/{unit.shards}", run, item_id, variant)
-                          for item_id, run, variant in sorted(owed - slots.keys(),
-                                                              key=lambda t: (t[1], position[t[0]], _natural(t[2])))]
-    ordered = [slots[key] for key in sorted(slots, key=lambda t: (t[1], position[t[0]], _natural(t[2])))]
-    check.rows = len(ordered)
-    check.errors = sum(1 for entry in ordered if entry[0].error is not None)
-    return check, ordered
+    return slots
+
+
+def _not_owed(unit: Unit, row: ResultRow) -> str:
+    """Why a row of the unit's shard is not one of its expected keys."""
+    if unit.intervention is not None:
+        return f"variant {row.variant!r} run {row.run} is not one this intervention makes of the item's baseline row"
+    if row.variant:
+        return f"variant {row.variant!r} in an inference unit"
+    return f"run {row.run} outside 0..{unit.num_runs - 1}"
 
 
 def _read_rows(path: Path, shard: ShardFile):
