@@ -16,6 +16,7 @@ from toolkit.errors import InputError
 from toolkit.infer import InferConfig, WorkUnit
 from toolkit.interventions import Baseline, parse_intervention
 from toolkit.interventions.options import wrong_option
+from toolkit.interventions.protocol import parse_protocol
 from toolkit.interventions.runner import ConditionRunner, load_baselines
 from toolkit.manifest import Item, read_manifest, write_manifest
 from toolkit.models.base import GenerationSettings, LoadOptions
@@ -111,7 +112,8 @@ def test_own_reasoning_changes_no_answer_and_rows_say_so(study, tmp_path):
         assert len(rows) == 60 and {r["variant"] for r in rows} == {"own"}
         assert all(r["prediction_changed"] is False for r in rows if r["baseline_pred"] is not None)
         assert rows[0]["mode"] == "reasoning" and rows[0]["intervention"]["name"] == "own"
-        assert rows[0]["intervention"]["placement"] == placement
+        assert rows[0]["intervention"]["placement"] == {"assistant": "prefill", "user": "user"}[placement]
+        assert rows[0]["intervention"]["params"]["protocol"].startswith("toolkit:answer=")
 
 
 def test_early_answering_recovers_the_simulated_dependence(study, tmp_path):
@@ -228,12 +230,14 @@ def test_placement_decides_where_the_reasoning_goes_in_the_real_chat_text(tiny_f
     variant = parse_intervention("own").variants(Baseline(ITEM, 0, REASONING, 1), 0)[0]
     audio = np.zeros(16000, dtype=np.float32)
     texts = {}
-    for placement in ("user", "assistant"):
-        runner = ConditionRunner(backend, config, tmp_path, parse_intervention("own"), placement, {})
+    for placement in ("user", "prefill"):
+        protocol = parse_protocol(f"toolkit:answer={placement},conditioned_template=seed-conditioned")
+        runner = ConditionRunner(backend, config, tmp_path, parse_intervention("own"),
+                                 protocol.for_family("qwen2-audio"), {})
         request = runner.make_request(WorkUnit(ITEM, 0, variant=variant), audio, {})
         texts[placement] = backend.chat_text(request)
     continuation = render_continuation(prompt, REASONING)
-    assert texts["assistant"].endswith(continuation.lstrip())
+    assert texts["prefill"].endswith(continuation.lstrip())
     assert continuation in texts["user"] and not texts["user"].endswith(continuation)
     assert texts["user"].index(REASONING) < texts["user"].rindex("assistant")
 

@@ -86,7 +86,7 @@ def test_demo_runs_the_faithfulness_study_end_to_end(tmp_path, capsys):
         assert accuracy[("inject-wrong-snr0", "direct")] < accuracy[("clean", "direct")]
         assert accuracy[("inject-correct-snr0", "direct")] >= accuracy[("clean", "direct")]
     table = (run_dir / "faithfulness.md").read_text()
-    assert "| simulated | demo | clean | assistant |" in table
+    assert "| simulated | demo | clean | prefill |" in table
     assert (run_dir / "plots" / "accuracy_vs_mask.png.meta.json").exists()
     sweep = out / "study.yaml"
     assert "bin/launch" in sweep.read_text() and "interventions" in sweep.read_text()

@@ -65,7 +65,7 @@ def test_own_reasoning_changes_no_answer(sim):
     assert (row.n, row.errors, row.changed, row.nulls) == (120, 0, 0, 0)
     assert row.changed_share == 0.0 and (row.changed_low, row.changed_high) == wilson_interval(0, 120)
     assert row.acc_before == row.acc_after
-    assert row.keys == {"model": f"sim-f{FOLLOW}", "dataset": "demo", "condition": "clean", "placement": "assistant"}
+    assert row.keys == {"model": f"sim-f{FOLLOW}", "dataset": "demo", "condition": "clean", "placement": "prefill"}
 
 
 def test_truncation_to_nothing_matches_follow_and_option_counts(sim):

@@ -107,7 +107,10 @@ def test_unknown_name_suggests_close_names_and_lists_all():
 
 def test_list_prompts_by_mode():
     assert list_prompts() == sorted(PROMPTS)
-    assert list_prompts("conditioned") == ["conditioned-v1", "seed-conditioned"]
+    assert list_prompts("conditioned") == ["conditioned-v1", "lanham-two-turn", "seed-conditioned", "study-af3-user",
+                                           "study-omni-xml", "study-two-turn", "study-two-turn-salmonn"]
+    assert list_prompts("continue") == ["continue-prefill", "study-continue-af3", "study-continue-omni-xml",
+                                        "study-continue-salmonn", "study-continue-two-turn"]
     assert set(list_prompts()) >= {"seed-reasoning", "seed-direct", "seed-conditioned", "reasoning-v1", "direct-v1",
                                    "mmar-official"}
     with pytest.raises(ValueError, match="valid modes"):
@@ -121,7 +124,7 @@ def test_every_template_renders_has_a_budget_and_no_chat_markup():
         text = render_user_text(t, question="Q?", choices=["x", "y"])
         if uses_choices(t):  # the ASR templates render neither question nor options
             assert "Q?" in text and "x" in text
-        assert not markup.search(text + (t.system or "") + (t.continuation or "")), name
+        assert not markup.search(text + (t.continuation or "") + (t.followup or "") + (t.answer_prefix or "")), name
 
 
 def test_continuation_of_a_non_conditioned_template_is_refused():
@@ -132,8 +135,11 @@ def test_continuation_of_a_non_conditioned_template_is_refused():
 def test_templates_are_validated_on_creation():
     with pytest.raises(ValueError, match="mode 'chat'"):
         PromptTemplate(name="x", description="", mode="chat", user="{question}", max_new_tokens=8)
-    with pytest.raises(ValueError, match="continuation is required"):
+    with pytest.raises(ValueError, match="a continuation and an answer format are required"):
         PromptTemplate(name="x", description="", mode="conditioned", user="{question}", max_new_tokens=8)
+    with pytest.raises(ValueError, match="a followup goes with the two-turn answer format only"):
+        PromptTemplate(name="x", description="", mode="conditioned", user="{question}", max_new_tokens=8,
+                       continuation="{reasoning}", answer="prefill", followup="So?")
 
 
 def test_format_choices_is_the_earlier_string():

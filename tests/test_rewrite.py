@@ -16,12 +16,14 @@ from toolkit.cli.condition import main as condition_main
 from toolkit.cli.infer import main as infer_main
 from toolkit.data.demo import prepare_demo
 from toolkit.interventions import Baseline, parse_intervention
+from toolkit.interventions.protocol import PRESETS
 from toolkit.interventions.rewrite import (PROMPTS, MissingRewrites, Rewriter, cache_variant, clean_rewrite,
                                            produce_rewrites, read_rewrites, text_digest)
 from toolkit.interventions.runner import load_baselines
 from toolkit.interventions.text import split_sentences
 from toolkit.manifest import Item, read_manifest, write_manifest
 from toolkit.models import tiny
+from toolkit.models.base import GenerationSettings
 from toolkit.sidecar import sidecar_path
 
 ANIMALS = ["cat", "dog", "owl", "cow"]
@@ -29,6 +31,8 @@ REASONING = "I hear barking, e.g. twice. It is loud and low. So it is a dog."
 SENTENCES = ["I hear barking, e.g. twice.", "It is loud and low.", "So it is a dog."]
 ITEMS = [Item(id=f"x{i}", dataset="d", audio=f"x{i}.wav", question="Which animal?", choices=ANIMALS, answer=1)
          for i in range(2)]
+TOOLKIT = PRESETS["toolkit"]
+GREEDY = GenerationSettings(max_new_tokens=12)
 
 
 def _rows(path: Path) -> list:
@@ -66,14 +70,23 @@ def _baselines(reasoning: str = REASONING) -> list:
     return [Baseline(it, 0, reasoning, 1) for it in ITEMS]
 
 
-def _write_cache(path: Path, kind: str, texts: list, item: Item = ITEMS[0], reasoning: str = REASONING) -> None:
-    """Hand-written cache lines: rewrite ``texts[i]`` for sentence i."""
+def _write_cache(path: Path, kind: str, texts: list, item: Item = ITEMS[0], reasoning: str = REASONING,
+                 prompt: str = "", first: int = 0) -> None:
+    """Hand-written cache lines: rewrite ``texts[i]`` for step ``first + i``."""
     sha = text_digest(reasoning)
+    prompt = prompt or f"{kind}-v1"
     with open(path, "a", encoding="utf-8") as fh:
-        for step, text in enumerate(texts):
-            fh.write(json.dumps({"id": item.id, "run": 0, "variant": cache_variant(kind, step, sha), "kind": kind,
+        for step, text in enumerate(texts, start=first):
+            fh.write(json.dumps({"id": item.id, "run": 0, "variant": cache_variant(prompt, step, sha), "kind": kind,
                                  "step": step, "source_sha256": sha, "text": text, "rewriter": "hand",
-                                 "prompt": f"{kind}-v1"}) + "\n")
+                                 "prompt": prompt}) + "\n")
+
+
+def _produce(rewriter: Rewriter, cache: Path, kind: str = "mistake", baselines=None, protocol=TOOLKIT,
+             batch_size: int = 8) -> int:
+    intervention = parse_intervention(f"rewrite-{kind}:cache={cache}")
+    return produce_rewrites(intervention, _baselines() if baselines is None else baselines, protocol, rewriter,
+                            batch_size)
 
 
 # --------------------------------------------------------------------------- the rewriter
@@ -90,14 +103,14 @@ def test_the_tiny_text_lm_is_a_real_causal_lm_with_a_chat_template(text_lm, rewr
 
 def test_batched_rewrites_equal_one_by_one_rewrites(rewriter):
     instructions = ["Paraphrase: it barks.", "Rewrite this much longer sentence about the loud and low barking."]
-    assert rewriter.generate(instructions) == [rewriter.generate([t])[0] for t in instructions]
+    assert rewriter.generate(instructions, GREEDY) == [rewriter.generate([t], GREEDY)[0] for t in instructions]
 
 
 def test_without_a_chat_template_the_plain_prompt_gets_a_cue(text_lm):
     plain = Rewriter.load(str(text_lm), device="cpu", max_new_tokens=4)
     plain.tokenizer.chat_template = None
     assert plain.prompt_text("Paraphrase it.") == "Paraphrase it.\n\nRewritten sentence:"
-    assert len(plain.generate(["Paraphrase it."])) == 1
+    assert len(plain.generate(["Paraphrase it."], GREEDY)) == 1
 
 
 @pytest.mark.parametrize("raw, cleaned", [
@@ -118,7 +131,7 @@ def test_clean_rewrite_strips_preambles_labels_and_quotes(raw, cleaned):
 
 def test_produce_appends_one_line_per_rewrite_and_resumes(rewriter, tmp_path):
     cache = tmp_path / "rw.jsonl"
-    assert produce_rewrites(_baselines(), "mistake", rewriter, cache, batch_size=4) == 6
+    assert _produce(rewriter, cache, batch_size=4) == 6
     lines = _rows(cache)
     assert sorted((r["id"], r["step"]) for r in lines) == [(it.id, s) for it in ITEMS for s in range(3)]
     for r in lines:
@@ -126,15 +139,16 @@ def test_produce_appends_one_line_per_rewrite_and_resumes(rewriter, tmp_path):
         assert r["sentence"] == SENTENCES[r["step"]] and r["text"] == clean_rewrite(r["raw"])
         assert r["rewriter"] == str(rewriter.path) and r["prompt"] == "mistake-v1"
         assert r["prompt_sha256"] == PROMPTS["mistake-v1"].sha256
+        assert r["generation"] == GenerationSettings(max_new_tokens=12).to_dict()  # greedy, the rewriter's budget
     meta = json.loads(sidecar_path(cache).read_text())
     assert meta["stage"] == "rewrite"
     assert meta["params"]["prompts"]["mistake-v1"]["text"] == PROMPTS["mistake-v1"].template
     before = cache.read_bytes()
-    assert produce_rewrites(_baselines(), "mistake", rewriter, cache, batch_size=4) == 0
+    assert _produce(rewriter, cache, batch_size=4) == 0
     assert cache.read_bytes() == before
     # an interrupted run: the last line torn; it is cut and only that rewrite is produced again
     cache.write_bytes(before[:before.rstrip(b"\n").rfind(b"\n") + 1] + b'{"id": "x1", "ru')
-    assert produce_rewrites(_baselines(), "mistake", rewriter, cache, batch_size=4) == 1
+    assert _produce(rewriter, cache, batch_size=4) == 1
     assert sorted(map(json.dumps, _rows(cache))) == sorted(map(json.dumps, lines))
 
 
@@ -142,22 +156,25 @@ def test_rewrites_are_keyed_by_the_reasoning_so_a_changed_reasoning_needs_new_on
     cache = tmp_path / "rw.jsonl"
     mistake = parse_intervention(f"rewrite-mistake:cache={cache}")
     assert mistake.missing(_baselines()) == (6, 6)
-    produce_rewrites(_baselines(), "mistake", rewriter, cache)
+    _produce(rewriter, cache)
     assert mistake.missing(_baselines()) == (0, 6)
     changed = [Baseline(ITEMS[0], 0, REASONING + " It barks again.", 1), _baselines()[1]]
     assert mistake.missing(changed) == (4, 7)
-    assert produce_rewrites(changed, "mistake", rewriter, cache) == 4
+    assert _produce(rewriter, cache, baselines=changed) == 4
     keys = read_rewrites(cache)
-    assert len(keys) == 10 and ("x0", 0, "mistake", 3, text_digest(REASONING + " It barks again.")) in keys
-    assert ("x0", 0, "mistake", 0, text_digest(REASONING)) in keys  # the old ones stay, for the old reasoning
+    assert len(keys) == 10 and ("x0", 0, "mistake-v1", 3, text_digest(REASONING + " It barks again.")) in keys
+    assert ("x0", 0, "mistake-v1", 0, text_digest(REASONING)) in keys  # the old ones stay, for the old reasoning
 
 
-def test_one_cache_holds_one_rewriter_per_kind(rewriter, tmp_path):
+def test_one_cache_holds_one_rewriter_and_decoding_per_prompt(rewriter, tmp_path):
     cache = tmp_path / "rw.jsonl"
     _write_cache(cache, "paraphrase", ["P0."])
-    with pytest.raises(ValueError, match="holds paraphrase rewrites by hand"):
-        produce_rewrites(_baselines(), "paraphrase", rewriter, cache)
-    assert produce_rewrites(_baselines()[:1], "mistake", rewriter, cache) == 3  # the other kind is free
+    with pytest.raises(ValueError, match="holds paraphrase-v1 rewrites by hand"):
+        _produce(rewriter, cache, "paraphrase")
+    assert _produce(rewriter, cache, baselines=_baselines()[:1]) == 3  # another prompt is free
+    sampled = PRESETS["toolkit"].__class__(**{**TOOLKIT.to_dict(), "rewrites": "sampled"})
+    with pytest.raises(ValueError, match="holds mistake-v1 rewrites by .* with decoding"):
+        _produce(rewriter, cache, protocol=sampled)
 
 
 # --------------------------------------------------------------------------- the variants
@@ -166,23 +183,26 @@ def test_a_mistake_replaces_step_i_and_cuts_the_reasoning_after_it(tmp_path):
     cache = tmp_path / "rw.jsonl"
     _write_cache(cache, "mistake", ["M0.", "M1.", "M2."])
     variants = parse_intervention(f"rewrite-mistake:cache={cache}").variants(_baselines()[0], seed=0)
-    assert [v.key for v in variants] == ["step=0", "step=1", "step=2"]
-    assert [v.reasoning for v in variants] == ["M0.", f"{SENTENCES[0]} M1.", f"{SENTENCES[0]} {SENTENCES[1]} M2."]
-    assert variants[1].params == {"step": 1, "total": 3, "share_kept": 0.333333, "rewrite_sha256": text_digest("M1."),
+    assert [v.key for v in variants] == ["step=full", "step=0", "step=1", "step=2"]
+    assert [v.reasoning for v in variants] == [REASONING, "M0.", f"{SENTENCES[0]} M1.",
+                                              f"{SENTENCES[0]} {SENTENCES[1]} M2."]
+    assert variants[0].params == {"total": 3, "share_kept": 1.0, "unchanged": True}  # the full-reasoning reference
+    assert variants[2].params == {"step": 1, "total": 3, "share_kept": 0.333333, "rewrite_sha256": text_digest("M1."),
                                   "rewriter": "hand", "prompt": "mistake-v1"}
+    assert all(v.continue_from is None for v in variants)  # the toolkit cuts after the mistake
     only = parse_intervention(f"rewrite-mistake:cache={cache},steps=2").variants(_baselines()[0], seed=0)
-    assert [v.key for v in only] == ["step=2"]
+    assert [v.key for v in only] == ["step=full", "step=2"]
 
 
 def test_paraphrases_replace_the_first_k_sentences_and_keep_the_rest(tmp_path):
     cache = tmp_path / "rw.jsonl"
     _write_cache(cache, "paraphrase", ["P0.", "P1.", "P2."])
     variants = parse_intervention(f"rewrite-paraphrase:cache={cache}").variants(_baselines()[0], seed=0)
-    assert [v.key for v in variants] == ["k=1", "k=2", "k=3"]
-    assert [v.reasoning for v in variants] == [f"P0. {SENTENCES[1]} {SENTENCES[2]}", f"P0. P1. {SENTENCES[2]}",
-                                              "P0. P1. P2."]
-    assert [v.params["share_kept"] for v in variants] == [0.666667, 0.333333, 0.0]  # 1 - k/N left unchanged
-    assert variants[1].params["rewrite_sha256"] == text_digest("P0. P1.")
+    assert [v.key for v in variants] == ["k=0", "k=1", "k=2", "k=3"]
+    assert [v.reasoning for v in variants] == [REASONING, f"P0. {SENTENCES[1]} {SENTENCES[2]}",
+                                              f"P0. P1. {SENTENCES[2]}", "P0. P1. P2."]
+    assert [v.params["share_kept"] for v in variants] == [1.0, 0.666667, 0.333333, 0.0]  # 1 - k/N left unchanged
+    assert variants[2].params["rewrite_sha256"] == text_digest("P0. P1.")
 
 
 def test_steps_limit_the_rewrites_needed_and_empty_rewrites_give_no_variant(tmp_path):
@@ -190,7 +210,7 @@ def test_steps_limit_the_rewrites_needed_and_empty_rewrites_give_no_variant(tmp_
     _write_cache(cache, "paraphrase", ["P0.", ""])
     two = parse_intervention(f"rewrite-paraphrase:cache={cache},steps=1+2")
     assert two.missing(_baselines()[:1]) == (0, 2)  # k <= 2 needs sentences 0 and 1 only
-    assert [v.key for v in two.variants(_baselines()[0], seed=0)] == ["k=1"]  # k=2 needs the empty rewrite
+    assert [v.key for v in two.variants(_baselines()[0], seed=0)] == ["k=0", "k=1"]  # k=2 needs the empty rewrite
     with pytest.raises(ValueError, match="steps must be 'all' or integers joined by"):
         parse_intervention(f"rewrite-paraphrase:cache={cache},steps=first")
 
@@ -224,9 +244,9 @@ def _expected_keys(study: dict, cache: Path, kind: str) -> list:
     out = []
     for (item_id, run), b in load_baselines(study["baseline"], read_manifest(study["manifest"])).items():
         n, sha = len(split_sentences(b.reasoning)), text_digest(b.reasoning)
-        ok = [bool(entries.get((item_id, run, kind, s, sha), {}).get("text")) for s in range(n)]
-        out += [(item_id, f"step={i}") for i in range(n) if ok[i]] if kind == "mistake" else \
-            [(item_id, f"k={k}") for k in range(1, n + 1) if all(ok[:k])]
+        ok = [bool(entries.get((item_id, run, f"{kind}-v1", s, sha), {}).get("text")) for s in range(n)]
+        out += [(item_id, f"step={i}") for i in range(n) if ok[i]] + [(item_id, "step=full")] if kind == "mistake" \
+            else [(item_id, f"k={k}") for k in range(0, n + 1) if all(ok[:k])]
     return sorted(out)
 
 
@@ -241,7 +261,7 @@ def test_bin_condition_produces_the_rewrites_first_then_answers_every_variant(st
     assert sorted((r["id"], r["variant"]) for r in rows) == _expected_keys(study, cache, "mistake")
     assert rows and all(r["error"] is None and r["mode"] == "reasoning" and r["intervention"]["name"] ==
                         "rewrite-mistake" for r in rows)
-    assert {r["intervention"]["params"]["rewriter"] for r in rows} == {str(text_lm)}
+    assert {r["intervention"]["params"].get("rewriter") for r in rows} == {str(text_lm), None}  # None: step=full
     lines = cache.read_bytes()
     out.unlink()
     assert _condition(study, "--model", "simulated", "--intervention", spec, "--out", str(out)) == 0  # cache reused
@@ -261,6 +281,6 @@ def test_rewrites_only_fills_the_cache_without_a_model_under_test(study, text_lm
     out = tmp_path / "paraphrase.jsonl"
     assert _condition(study, "--model", "simulated", "--intervention", spec, "--out", str(out)) == 0
     assert sorted((r["id"], r["variant"]) for r in _rows(out)) == _expected_keys(study, cache, "paraphrase")
-    assert {r["variant"] for r in _rows(out)} <= {"k=1"}
+    assert {r["variant"] for r in _rows(out)} <= {"k=0", "k=1"}
     assert _condition(study, "--intervention", "truncate", "--rewrites-only") == 2
     assert "apply to rewrite-paraphrase and rewrite-mistake only" in capsys.readouterr().err

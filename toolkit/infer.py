@@ -107,6 +107,7 @@ class WorkUnit:
     condition: str = "clean"
     flags: Dict[str, Any] = field(default_factory=dict)
     variant: Any = None  # bin/condition: the intervention variant this unit runs
+    template: Optional[PromptTemplate] = None  # another prompt than the run's (bin/condition's no-reasoning variants)
 
 
 def _duration(item: Item, data_root: Optional[Path]) -> float:
@@ -192,10 +193,15 @@ class Runner:
             x = x[: int(limit * TARGET_SR)]
         return x, perturbation
 
+    def template(self, unit: WorkUnit) -> PromptTemplate:
+        """The prompt of a unit: the run's, unless the unit names another."""
+        return unit.template or self.config.prompt
+
     def make_request(self, unit: WorkUnit, audio: Optional[np.ndarray], perturbation: Dict[str, Any]) -> Request:
         """The request for a unit whose audio is ready (``bin/condition`` specialises the prompt)."""
-        return Request(item=unit.item, run=unit.run, user_text=render_user_text(self.config.prompt, unit.item),
-                       audio=audio, perturbation=perturbation)
+        template = self.template(unit)
+        return Request(item=unit.item, run=unit.run, user_text=render_user_text(template, unit.item), audio=audio,
+                       perturbation=perturbation, audio_after_text=template.audio_after_text)
 
     def build_request(self, unit: WorkUnit) -> None:
         """Fill ``unit.request``, or ``unit.error`` when the item cannot be run."""
@@ -234,14 +240,16 @@ class Runner:
         return groups
 
     # ---- generating (main thread) -----------------------------------------------------------
-    def _settings_for(self, run: int) -> GenerationSettings:
+    def _settings_for(self, unit: WorkUnit) -> GenerationSettings:
         s = self.config.settings
-        return dataclasses.replace(s, seed=derive_seed(self.config.seed, f"run-{run}", "sampling")) \
+        if unit.template is not None:  # another prompt: its own budget
+            s = dataclasses.replace(s, max_new_tokens=unit.template.max_new_tokens)
+        return dataclasses.replace(s, seed=derive_seed(self.config.seed, f"run-{unit.run}", "sampling")) \
             if s.do_sample else s
 
     def generate(self, units: List[WorkUnit], prepared: Any) -> List[Tuple[WorkUnit, Optional[Generation], float]]:
         """Generate for a prepared batch; halve on out-of-memory, isolate other failures."""
-        settings = self._settings_for(units[0].run)
+        settings = self._settings_for(units[0])
         start = time.perf_counter()
         try:
             outs = self.backend.generate(prepared, settings, self.config.score_options)
@@ -271,11 +279,12 @@ class Runner:
         "" otherwise."""
         item, cfg = unit.item, self.config
         fields: Dict[str, Any] = {"id": item.id, "model": cfg.model_label or cfg.model, "condition": unit.condition,
-                                  "mode": cfg.mode, "run": unit.run, "prompt": cfg.prompt.name, "error": unit.error,
+                                  "mode": cfg.mode, "run": unit.run, "prompt": self.template(unit).name,
+                                  "error": unit.error,
                                   "seconds": round(seconds, 4)}
         if out is not None:
             reasoning, _final = split_reasoning(out.text)
-            fields.update(raw_output=out.text, reasoning=reasoning if cfg.prompt.mode == "reasoning" else "",
+            fields.update(raw_output=out.text, reasoning=reasoning if self.template(unit).mode == "reasoning" else "",
                           n_new_tokens=out.n_new_tokens)
         if out is not None and item.task != "asr":  # a transcript has no option: pred stays null, WER reads raw_output
             found = extract_answer(out.text, item.choices or [])
@@ -322,10 +331,10 @@ class Runner:
 
 
 def _batches(units: List[WorkUnit], size: int) -> Iterator[List[WorkUnit]]:
-    """Consecutive batches of at most ``size`` units, never mixing runs."""
+    """Consecutive batches of at most ``size`` units, never mixing runs or prompts (their settings differ)."""
     batch: List[WorkUnit] = []
     for unit in units:
-        if batch and (len(batch) == size or batch[-1].run != unit.run):
+        if batch and (len(batch) == size or batch[-1].run != unit.run or batch[-1].template != unit.template):
             yield batch
             batch = []
         batch.append(unit)
@@ -450,8 +459,8 @@ def check_or_write_sidecar(out: Path, backend: Backend, config: InferConfig, ite
                         audio=None if items[0].audio is None else np.zeros(TARGET_SR, dtype=np.float32))
         chat_text = backend.chat_text(probe)
     write_sidecar(out, "infer", fingerprint=config.fingerprint(), model=backend.describe(),
-                  prompt_template={"name": config.prompt.name, "system": config.prompt.system,
-                                   "user": config.prompt.user},
+                  prompt_template={"name": config.prompt.name, "user": config.prompt.user,
+                                   "continuation": config.prompt.continuation, "source": config.prompt.source},
                   first_item_chat_text=chat_text, num_runs=config.num_runs, batch_size=config.batch_size,
                   manifest=None if manifest is None else str(Path(manifest).resolve()),
                   data_root=None if data_root is None else str(data_root.resolve()),

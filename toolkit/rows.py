@@ -101,6 +101,9 @@ class ResultRow:
         baseline_pred: ``bin/condition``: the baseline row's prediction.
         prediction_changed: ``bin/condition``: ``pred != baseline_pred`` (None when either is null).
         shown_pred: ``shuffle``: the position the model chose among the reordered options.
+        injected: ``bin/condition``: the exact reasoning (or hint) the variant put into the prompt.
+        chat_sha256: ``bin/condition``: sha256 of the whole prompt text the model read (its chat
+            template applied), so any variant can be audited.
         extra: fields this version does not know, kept for a lossless round trip.
     """
 
@@ -126,6 +129,8 @@ class ResultRow:
     baseline_pred: Optional[int] = field(default=None, metadata=_h5("int16", conditioned=True))
     prediction_changed: Optional[bool] = field(default=None, metadata=_h5("int8", conditioned=True))
     shown_pred: Optional[int] = field(default=None, metadata=_h5("int16", conditioned=True))
+    injected: Optional[str] = None
+    chat_sha256: Optional[str] = field(default=None, metadata=_h5("text", conditioned=True))
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,8 +159,9 @@ class ResultRow:
         if self.intervention is not None:
             d.update(variant=self.variant, intervention=self.intervention.to_dict(), baseline_pred=self.baseline_pred,
                      prediction_changed=self.prediction_changed)
-            if self.shown_pred is not None:
-                d["shown_pred"] = self.shown_pred
+            for name in ("shown_pred", "injected", "chat_sha256"):
+                if getattr(self, name) is not None:
+                    d[name] = getattr(self, name)
         elif self.variant:
             d["variant"] = self.variant
         d.update(self.extra)
@@ -228,7 +234,7 @@ _TYPES: Dict[str, frozenset] = {
     **{key: frozenset({str}) for key in ("id", "model", "condition", "mode")},
     "run": frozenset({int}),
     **{key: frozenset({str, _NONE}) for key in ("prompt", "raw_output", "reasoning", "pred_source", "error",
-                                                "dataset", "variant")},
+                                                "dataset", "variant", "injected", "chat_sha256")},
     **{key: frozenset({int, _NONE}) for key in ("pred", "n_new_tokens", "baseline_pred", "shown_pred")},
     **{key: frozenset({bool, _NONE}) for key in ("correct", "prediction_changed")},
     "seconds": frozenset({int, float, _NONE}),

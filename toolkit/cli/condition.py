@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from toolkit.cli.common import (
     EXIT_BAD_INPUT,
@@ -51,6 +51,7 @@ the manifest by id. Rerunning resumes (rows are keyed by id, run and variant). E
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bin/condition`` argument parser."""
+    from toolkit.interventions.protocol import CHOICES
     from toolkit.interventions.runner import PLACEMENTS
 
     p = argparse.ArgumentParser(prog="condition", description=__doc__.strip().split(": ", 1)[1], epilog=EPILOG,
@@ -74,10 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--adapter", help="PEFT adapter folder loaded on top of the model")
     i = p.add_argument_group("intervention")
     i.add_argument("--intervention", required=True, help="name[:key=value,...] (see below)")
-    i.add_argument("--placement", choices=PLACEMENTS, default="assistant",
-                   help="where injected reasoning goes: the model's own turn (default) or the user turn")
-    i.add_argument("--prompt", help="template (default: conditioned-v1 for reasoning interventions, "
-                   "reasoning-v1 for suggested/shuffle; seed-conditioned is the earlier scripts')")
+    i.add_argument("--prompt", help="template (default: the protocol's conditioned template for reasoning "
+                   "interventions, reasoning-v1 for suggested/shuffle; seed-conditioned is the earlier scripts')")
+    i.add_argument("--score-options", action="store_true",
+                   help="record each option letter's log-probability (implied by a protocol reading logprobs)")
+    pr = p.add_argument_group("protocol: every choice of how variants are built and asked (see the README table)")
+    pr.add_argument("--protocol", default="toolkit",
+                    help="a preset, seed (the original study), lanham (Lanham et al. 2023) or toolkit (default), "
+                         "optionally with choice=value overrides: seed:filler=per-word")
+    for choice, values in CHOICES.items():
+        pr.add_argument(f"--{choice}" if choice != "answer" else "--answer-format", dest=f"protocol_{choice}",
+                        metavar="|".join(values) if choice != "sentences" else "LOW-HIGH|all",
+                        help=f"override the preset's {choice} choice")
+    pr.add_argument("--placement", choices=sorted(PLACEMENTS),
+                    help="older name of --answer-format prefill (assistant) and user")
     i.add_argument("--max-new-tokens", type=int, help="default: the template's")
     i.add_argument("--seed", type=int, default=0, help="seed of variants and audio conditions (default: 0)")
     i.add_argument("--batch-size", type=int, default=8)
@@ -101,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
         intervention_mode,
         load_baselines,
         run_condition,
+        runnable_baselines,
     )
     from toolkit.manifest import read_manifest
     from toolkit.models.base import GenerationSettings, LoadOptions
@@ -113,10 +125,16 @@ def _run(args: argparse.Namespace) -> int:
         intervention = parse_intervention(args.intervention)
         shard = parse_shard(args.shard)
         condition = None if args.condition is None else parse_condition(args.condition).name
-        default = "conditioned-v1" if intervention.needs_reasoning else "reasoning-v1"
-        prompt = get_prompt(args.prompt or default)
+        protocol = _protocol(args, intervention)
+        prompt = get_prompt(protocol.conditioned_template if intervention.needs_reasoning
+                            else args.prompt or "reasoning-v1")
     except ValueError as exc:
         print(f"condition: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.score_options and intervention.needs_reasoning and not prompt.letter_next:
+        print(f"condition: error: --score-options reads the option letter at the first answer token; {prompt.name!r} "
+              "does not ask for it there (its answer turn must end with '(', as lanham-two-turn's does)",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     rewrites = isinstance(intervention, RewriteIntervention)
     if (args.rewriter or args.rewrites_only) and not rewrites:
@@ -135,24 +153,55 @@ def _run(args: argparse.Namespace) -> int:
     baselines = load_baselines(args.results, items)
     condition = _condition(args, condition, baseline_condition(baselines, args.results))
     if rewrites:
-        ids = {it.id for it in select_shard(items, *shard)}
-        written = ensure_rewrites(intervention, [b for (item_id, _), b in sorted(baselines.items()) if item_id in ids],
-                                  args.rewriter, args.rewriter_device, args.rewriter_dtype, args.rewriter_batch_size)
+        if args.rewrites_only and args.model is None and protocol.reasoning == "family":
+            print(f"condition: error: the {protocol.name} protocol reads the reasoning per model family: give --model",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if args.out is not None:
+            intervention = intervention.for_output(args.out)
+        try:
+            cache = intervention.cache_path
+        except ValueError as exc:
+            print(f"condition: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        written = ensure_rewrites(intervention, runnable_baselines(baselines, select_shard(items, *shard), intervention,
+                                                                   protocol),
+                                  protocol, args.rewriter, args.rewriter_device, args.rewriter_dtype,
+                                  args.rewriter_batch_size)
         if args.rewrites_only:
-            print(f"{intervention.cache_path}: {written} rewrites written")
+            print(f"{cache}: {written} rewrites written")
             return EXIT_OK
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens or prompt.max_new_tokens)
     config = InferConfig(model=args.model, mode=intervention_mode(prompt), prompt=prompt, settings=settings,
-                         condition=condition,
-                         batch_size=args.batch_size, seed=args.seed, model_label=args.model_label)
+                         condition=condition, batch_size=args.batch_size, seed=args.seed,
+                         model_label=args.model_label, score_options=args.score_options or protocol.reading == "logprobs")
     backend = load_backend(args.model, args.model_path, LoadOptions(dtype=args.dtype, device=args.device,
                                                                     adapter=args.adapter))
     data_root = args.data_root if args.data_root is not None else args.manifest.parent
-    summary = run_condition(items, baselines, intervention, backend, config, args.out, data_root,
-                            placement=args.placement, shard=shard, manifest=args.manifest, baseline_file=args.results,
-                            progress=not args.quiet)
+    summary = run_condition(items, baselines, intervention, backend, config, args.out, data_root, protocol,
+                            shard=shard, manifest=args.manifest, baseline_file=args.results, progress=not args.quiet)
     print(f"{args.out}: {summary.line()}")
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _protocol(args: argparse.Namespace, intervention: Any) -> Any:
+    """The run's protocol: the preset, its overrides (``--answer-format`` ...; ``--placement``
+    and, for reasoning interventions, ``--prompt`` among them), resolved for ``--model``.
+
+    Raises:
+        ValueError: an unknown preset, choice or value, or a template of another answer format.
+    """
+    from toolkit.interventions.protocol import CHOICES, parse_protocol
+    from toolkit.interventions.runner import PLACEMENTS
+
+    overrides = {choice: getattr(args, f"protocol_{choice}") for choice in CHOICES}
+    if args.placement is not None:
+        if overrides["answer"] not in (None, PLACEMENTS[args.placement]):
+            raise ValueError("--placement and --answer-format disagree; give --answer-format only")
+        overrides["answer"] = PLACEMENTS[args.placement]
+    if intervention.needs_reasoning and args.prompt:
+        overrides["conditioned_template"] = args.prompt
+    return parse_protocol(args.protocol, overrides).for_family(args.model or "")
 
 
 def _condition(args: argparse.Namespace, asked: Optional[str], rows: str) -> str:

@@ -20,8 +20,12 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Type
 
+from toolkit.interventions.protocol import PRESETS, Protocol
 from toolkit.manifest import Item
 from toolkit.registry import Registry
+
+#: the protocol of variants built without one
+DEFAULT_PROTOCOL = PRESETS["toolkit"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,12 @@ class Variant:
         reasoning: reasoning to inject (placed by the conditioned prompt), or None for none.
         hint: a sentence added after the question (``suggested``), or None.
         permutation: ``permutation[j]`` = original index of the option shown at position j (``shuffle``).
+        direct: ask with the protocol's no-reasoning prompt instead of injecting reasoning
+            (early answering at k = 0 under ``empty = no-reasoning``).
+        continue_from: the model under test first continues this reasoning (sampled, with the
+            protocol's continue template); the answer is then asked from the reasoning read out
+            of the whole (:func:`toolkit.interventions.protocol.continued_reasoning`). ``reasoning``
+            is None until then.
     """
 
     key: str
@@ -53,6 +63,8 @@ class Variant:
     reasoning: Optional[str] = None
     hint: Optional[str] = None
     permutation: Optional[Tuple[int, ...]] = None
+    direct: bool = False
+    continue_from: Optional[str] = None
 
 
 class Intervention(abc.ABC):
@@ -70,6 +82,8 @@ class Intervention(abc.ABC):
             ``share_kept`` in every variant's params.
         curve_bin: curve points are binned to this width of ``share_kept`` (x = k/N differs with
             N); None: the variants share one exact grid.
+        closes_at_reference: the curve has no variant at ``share_kept`` 1 because there the
+            reasoning is unchanged: the AOC takes the answer there as equal to the reference.
     """
 
     name: ClassVar[str] = ""
@@ -77,6 +91,7 @@ class Intervention(abc.ABC):
     needs_reasoning: ClassVar[bool] = True
     tables: ClassVar[Tuple[str, ...]] = ()
     curve_bin: ClassVar[Optional[float]] = None
+    closes_at_reference: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -92,9 +107,14 @@ class Intervention(abc.ABC):
             return self.name
         return self.name + ":" + ",".join(f"{k}={_format(v)}" for k, v in sorted(self.params.items()))
 
+    def for_output(self, out: Any) -> "Intervention":
+        """The intervention as it runs for the result file ``out`` (a rewrite cache beside it, see
+        ``rewrite-*``'s ``cache=auto``); itself for most."""
+        return self
+
     @abc.abstractmethod
-    def variants(self, baseline: Baseline, seed: int) -> List[Variant]:
-        """The variants of one baseline (item, run)."""
+    def variants(self, baseline: Baseline, seed: int, protocol: Optional["Protocol"] = None) -> List[Variant]:
+        """The variants of one baseline (item, run) under ``protocol`` (default: the toolkit preset)."""
 
     @staticmethod
     def series(params: Mapping[str, Any]) -> str:

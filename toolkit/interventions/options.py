@@ -7,6 +7,7 @@ from typing import List, Optional
 import numpy as np
 
 from toolkit.interventions.base import Baseline, Intervention, Variant, register_intervention
+from toolkit.interventions.protocol import Protocol
 from toolkit.manifest import Item, letter
 from toolkit.perturb.seeding import derive_seed
 
@@ -30,7 +31,7 @@ class Suggested(Intervention):
     tables = ("suggested",)
     defaults = {"hint": ("wrong", "correct")}
 
-    def variants(self, baseline: Baseline, seed: int) -> List[Variant]:
+    def variants(self, baseline: Baseline, seed: int, protocol: Optional[Protocol] = None) -> List[Variant]:
         item = baseline.item
         if item.answer is None or len(item.choices or []) < 2:
             return []
@@ -56,7 +57,7 @@ class Shuffle(Intervention):
     tables = ("shuffle", "positions")
     defaults = {"count": 1}
 
-    def variants(self, baseline: Baseline, seed: int) -> List[Variant]:
+    def variants(self, baseline: Baseline, seed: int, protocol: Optional[Protocol] = None) -> List[Variant]:
         n = len(baseline.item.choices or [])
         if n < 2:
             return []

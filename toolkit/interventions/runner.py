@@ -10,10 +10,14 @@ extra row fields:
 - for ``shuffle``: ``pred`` is mapped back to the original option order (``shown_pred`` is
   the position the model chose).
 
-Placement of injected reasoning: ``user`` appends the conditioned template's continuation
-to the user turn (what the earlier scripts did; ``--prompt seed-conditioned`` is their
-exact text), ``assistant`` prefills it as the start of the model's own turn, which is
-closer to how the reasoning was produced.
+- ``injected`` (the exact reasoning or hint put in) and ``chat_sha256`` (of the whole prompt text).
+
+Every choice of how variants are built and asked is the run's :class:`~toolkit.interventions.protocol.Protocol`
+(``--protocol``), recorded in the sidecar and in every row's ``intervention.params["protocol"]``.
+Where the reasoning goes is its answer format: ``prefill`` starts the model's own turn with
+it, ``user`` and ``xml`` append it to the user turn (``--prompt seed-conditioned`` is the
+earlier scripts' exact text), ``two-turn`` makes it the model's whole turn and asks for the
+answer in a new user turn.
 """
 
 from __future__ import annotations
@@ -30,17 +34,21 @@ import numpy as np
 
 from toolkit.errors import InputError, Pathlike
 from toolkit.infer import InferConfig, InferSummary, Runner, WorkUnit, run_shard, with_hint_source
-from toolkit.interventions.base import Baseline, Intervention, Variant
+from toolkit.interventions.base import DEFAULT_PROTOCOL, Baseline, Intervention, Variant
+from toolkit.interventions.continuation import run_continuations
+from toolkit.interventions.protocol import Protocol, baseline_reasoning, continued_reasoning
+from toolkit.interventions.text import split_sentences
 from toolkit.manifest import Item
 from toolkit.models.base import Backend, Generation, Request
 from toolkit.perturb.hints import HintBank
-from toolkit.prompts import PromptTemplate, render_continuation, render_user_text
+from toolkit.prompts import PromptTemplate, get_prompt, render_user_text
 from toolkit.rows import InterventionInfo, ResultRow
 from toolkit.runs import select_shard
 
 log = logging.getLogger(__name__)
 
-PLACEMENTS = ("assistant", "user")
+#: ``--placement``, an older name of the prefill and user answer formats
+PLACEMENTS = {"assistant": "prefill", "user": "user"}
 
 
 def baseline_digest(baselines: Mapping[Tuple[str, int], Baseline], items: Sequence[Item]) -> str:
@@ -129,33 +137,35 @@ def _permuted(item: Item, perm: Sequence[int]) -> Item:
 
 
 class ConditionRunner(Runner):
-    """The inference runner with requests built from intervention variants."""
+    """The inference runner with requests built from intervention variants under a protocol.
+
+    Args:
+        protocol: resolved for the backend's family (:meth:`Protocol.for_family`); the run's
+            ``config.prompt`` is its conditioned template for reasoning interventions.
+    """
 
     def __init__(self, backend: Backend, config: InferConfig, data_root: Optional[Pathlike],
-                 intervention: Intervention, placement: str, baselines: Mapping[Tuple[str, int], Baseline],
+                 intervention: Intervention, protocol: Protocol, baselines: Mapping[Tuple[str, int], Baseline],
                  hints: Optional[HintBank] = None) -> None:
         super().__init__(backend, config, data_root, hints)
-        if placement not in PLACEMENTS:
-            raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, not {placement!r}")
         self.intervention = intervention
-        self.placement = placement
+        self.protocol = protocol
         self.baselines = baselines
+        self.direct = get_prompt(protocol.direct_template)
 
     def make_request(self, unit: WorkUnit, audio: Optional[np.ndarray], perturbation: Dict[str, Any]) -> Request:
         variant: Variant = unit.variant
-        user = render_user_text(self.config.prompt, unit.item)
-        prefix = injected = None
+        template = self.template(unit)
+        user = render_user_text(template, unit.item)
+        prefix, turns, injected = None, (), None
         if variant.hint is not None:
             user, injected = f"{user}\n\n{variant.hint}", variant.hint
-        if variant.reasoning is not None:
-            continuation = render_continuation(self.config.prompt, variant.reasoning)
+        if variant.reasoning is not None and not variant.direct:
+            user, prefix, turns = template.place(user, variant.reasoning, self.protocol.answer)
             injected = variant.reasoning
-            if self.placement == "user":
-                user += continuation
-            else:
-                prefix = continuation.lstrip()
         return Request(item=unit.item, run=unit.run, user_text=user, audio=audio, assistant_prefix=prefix,
-                       perturbation=perturbation, injected=injected)
+                       turns=turns, audio_after_text=template.audio_after_text, perturbation=perturbation,
+                       injected=injected if not variant.direct else "")
 
     def row(self, unit: WorkUnit, out: Optional[Generation], seconds: float) -> ResultRow:
         row = super().row(unit, out, seconds)
@@ -165,11 +175,17 @@ class ConditionRunner(Runner):
             shown, pred = pred, variant.permutation[pred]
         baseline = self.baselines.get((unit.item.id, unit.run))
         base = None if baseline is None else baseline.pred
-        info = InterventionInfo(name=self.intervention.name, spec=self.intervention.spec, placement=self.placement,
-                                params={} if variant is None else dict(variant.params))
+        params = {} if variant is None else dict(variant.params)
+        params["protocol"] = self.protocol.spec
+        info = InterventionInfo(name=self.intervention.name, spec=self.intervention.spec, placement=self.protocol.answer,
+                                params=params)
+        request = unit.request
         return row.replace(pred=pred, shown_pred=shown, variant="" if variant is None else variant.key,
                            intervention=info, baseline_pred=base,
-                           prediction_changed=(pred != base) if pred is not None and base is not None else None)
+                           prediction_changed=(pred != base) if pred is not None and base is not None else None,
+                           injected=None if request is None else request.injected,
+                           chat_sha256=None if request is None else hashlib.sha256(
+                               self.backend.chat_text(request).encode("utf-8")).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -194,43 +210,100 @@ class PlannedVariant:
         return "" if self.variant is None else self.variant.key
 
 
-def plan_variants(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Baseline], intervention: Intervention,
-                  seed: int) -> List[PlannedVariant]:
-    """Every row an intervention owes for ``items``: one per item, run and variant.
+def protocol_baseline(baseline: Baseline, intervention: Intervention, protocol: Protocol) -> Tuple[Baseline, Optional[str]]:
+    """The baseline with the protocol's reasoning (:func:`toolkit.interventions.protocol.baseline_reasoning`),
+    and why it cannot be run (None when it can): no reasoning when the intervention needs
+    it, or a chain length outside the protocol's ``sentences``."""
+    baseline = dataclasses.replace(baseline, reasoning=baseline_reasoning(baseline.reasoning, baseline.raw_output,
+                                                                          protocol))
+    if not intervention.needs_reasoning:
+        return baseline, None
+    if not baseline.reasoning:
+        return baseline, "the baseline row has no reasoning to intervene on"
+    span = protocol.sentence_range
+    n = len(split_sentences(baseline.reasoning, protocol.splitter))
+    if span is not None and not span[0] <= n <= span[1]:
+        return baseline, f"excluded by the protocol: {n} reasoning sentences, outside {protocol.sentences}"
+    return baseline, None
 
-    Items without a baseline row, or without reasoning when the intervention needs it, owe
-    one error row (variant ""), so every item is accounted for. The runs are those of the
-    baseline rows. This is the one definition of what an intervention unit must hold: the
-    runner plans from it and merge checks against it (:meth:`toolkit.runs.Unit.expected_keys`).
+
+def runnable_baselines(baselines: Mapping[Tuple[str, int], Baseline], items: Sequence[Item],
+                       intervention: Intervention, protocol: Protocol) -> List[Baseline]:
+    """The baselines of ``items`` the intervention runs under ``protocol``, with the protocol's
+    reasoning (what rewrites are produced for), in (id, run) order."""
+    ids = {item.id for item in items}
+    out = []
+    for key in sorted(k for k in baselines if k[0] in ids):
+        baseline, problem = protocol_baseline(baselines[key], intervention, protocol)
+        if problem is None:
+            out.append(baseline)
+    return out
+
+
+def plan_variants(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Baseline], intervention: Intervention,
+                  seed: int, protocol: Optional[Protocol] = None) -> List[PlannedVariant]:
+    """Every row an intervention owes for ``items`` under ``protocol``: one per item, run and variant.
+
+    The reasoning each variant starts from is the protocol's (:func:`protocol_baseline`).
+    Items without a baseline row, without reasoning when the intervention needs it, whose
+    reasoning the protocol leaves out (``sentences``) or for which the intervention builds no
+    variant owe one error row (variant ""), so every item is accounted for. The runs are
+    those of the baseline rows. This is the one definition of what an intervention unit must
+    hold: the runner plans from it and merge checks against it (:meth:`toolkit.runs.Unit.expected_keys`).
     """
+    protocol = protocol or DEFAULT_PROTOCOL
     out: List[PlannedVariant] = []
     for run in sorted({run for (_, run) in baselines}) or [0]:
         for item in items:
             baseline = baselines.get((item.id, run))
             if baseline is None:
                 out.append(PlannedVariant(item, run, problem="no baseline row for this item and run"))
-            elif intervention.needs_reasoning and not baseline.reasoning:
-                out.append(PlannedVariant(item, run, problem="the baseline row has no reasoning to intervene on"))
-            else:
-                out += [PlannedVariant(item if v.permutation is None else _permuted(item, v.permutation), run, v)
-                        for v in intervention.variants(baseline, seed)]
+                continue
+            baseline, problem = protocol_baseline(baseline, intervention, protocol)
+            variants = [] if problem else intervention.variants(baseline, seed, protocol)
+            if not problem and not variants:
+                problem = f"{intervention.name} builds no variant for this item"
+            if problem:
+                out.append(PlannedVariant(item, run, problem=problem))
+            out += [PlannedVariant(item if v.permutation is None else _permuted(item, v.permutation), run, v)
+                    for v in variants]
     return out
 
 
-def plan_condition_units(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Baseline],
-                         intervention: Intervention, seed: int, done: set) -> Tuple[List[WorkUnit], int]:
-    """Pending units (one per item, run and variant of :func:`plan_variants`) and how many were
-    already written."""
-    planned = plan_variants(items, baselines, intervention, seed)
-    units = [WorkUnit(p.item, p.run, error=p.problem, variant=p.variant) for p in planned
-             if (p.item.id, p.run, p.key) not in done]
-    units.sort(key=lambda u: (u.run, u.item.id, "" if u.variant is None else u.variant.key))
+def plan_condition_units(planned: Sequence[PlannedVariant], done: set, protocol: Protocol,
+                         direct: Optional[PromptTemplate] = None,
+                         continued: Optional[Mapping[Tuple[str, int, str], ResultRow]] = None
+                         ) -> Tuple[List[WorkUnit], int]:
+    """Pending units (one per planned variant not in ``done``) and how many were already written.
+
+    ``direct`` is the prompt of no-reasoning variants (they are batched apart). A variant that
+    continues a reasoning gets the reasoning read out of its continuation row in ``continued``
+    (:func:`toolkit.interventions.protocol.continued_reasoning`; its sha256 in the params), or
+    an error row when the continuation failed.
+    """
+    units = []
+    for p in planned:
+        if (p.item.id, p.run, p.key) in done:
+            continue
+        variant, error = p.variant, p.problem
+        if variant is not None and variant.continue_from is not None:
+            row = (continued or {}).get((p.item.id, p.run, p.key))
+            if row is None or row.error is not None or row.raw_output is None:
+                error = f"the continuation failed: {'not run' if row is None else row.error or 'no output'}"
+            else:
+                reasoning = continued_reasoning(variant.continue_from, row.raw_output, protocol)
+                params = {**variant.params, "continuation_sha256": hashlib.sha256(
+                    row.raw_output.encode("utf-8")).hexdigest()}
+                variant = dataclasses.replace(variant, reasoning=reasoning, params=params)
+        units.append(WorkUnit(p.item, p.run, error=error, variant=variant,
+                              template=direct if variant is not None and variant.direct else None))
+    units.sort(key=lambda u: (u.run, u.template is not None, u.item.id, "" if u.variant is None else u.variant.key))
     return units, len(planned) - len(units)
 
 
 def run_condition(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Baseline], intervention: Intervention,
                   backend: Backend, config: InferConfig, out: Pathlike, data_root: Optional[Pathlike],
-                  placement: str = "assistant", shard: Tuple[int, int] = (0, 1), manifest: Optional[Pathlike] = None,
+                  protocol: Protocol, shard: Tuple[int, int] = (0, 1), manifest: Optional[Pathlike] = None,
                   baseline_file: Optional[Pathlike] = None, progress: bool = True,
                   hints: Optional[HintBank] = None) -> InferSummary:
     """Run every variant of a shard's items not yet in ``out``, one appended row each.
@@ -240,10 +313,11 @@ def run_condition(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Bas
         baselines: from :func:`load_baselines`.
         intervention: what to do to each baseline.
         backend: the loaded backend.
-        config: prompt (conditioned template for reasoning interventions), generation, seed ...
+        config: prompt (the protocol's conditioned template for reasoning interventions),
+            generation, seed ...
         out: the result file (append-only; sidecar beside it).
         data_root: folder relative audio paths resolve against.
-        placement: ``assistant`` or ``user`` (see the module docstring).
+        protocol: resolved for the backend (:meth:`Protocol.for_family`).
         shard: (K, N).
         manifest: the manifest path, for the sidecar.
         baseline_file: the baseline path, for the sidecar (the resume check compares the rows'
@@ -255,14 +329,17 @@ def run_condition(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Bas
         Counts.
 
     Raises:
-        InputError: ``out`` was written with other settings (intervention, baseline, prompt ...).
+        InputError: ``out`` was written with other settings (intervention, protocol, baseline, prompt ...).
     """
     shard_items = select_shard(list(items), *shard)
-    extra = {"intervention": intervention.spec, "placement": placement,
+    intervention = intervention.for_output(out)
+    extra = {"intervention": intervention.spec, "protocol": protocol.spec,
              "baseline": {"path": None if baseline_file is None else str(Path(baseline_file).resolve()),
                           "sha256": baseline_digest(baselines, shard_items)}}
     config = with_hint_source(dataclasses.replace(config, extra=extra), hints)
-    runner = ConditionRunner(backend, config, data_root, intervention, placement, baselines, hints)
+    planned = plan_variants(shard_items, baselines, intervention, config.seed, protocol)
+    continued = run_continuations(planned, backend, config, protocol.continue_template, out, data_root, shard_items,
+                                  shard, manifest, progress, hints)
+    runner = ConditionRunner(backend, config, data_root, intervention, protocol, baselines, hints)
     return run_shard(runner, out, shard_items, shard, manifest,
-                     lambda done: plan_condition_units(shard_items, baselines, intervention, config.seed, done),
-                     progress)
+                     lambda done: plan_condition_units(planned, done, protocol, runner.direct, continued), progress)

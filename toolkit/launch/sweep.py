@@ -24,7 +24,9 @@ from toolkit.models.base import LoadOptions
 from toolkit.runs import MODES, RunLayout, Unit
 
 _TOP_KEYS = {"experiment", "output", "seed", "runs", "shards", "batch_size", "generation", "prompts", "models",
-             "datasets", "conditions", "modes", "score_by", "interventions", "placement", "hints"}
+             "datasets", "conditions", "modes", "score_by", "interventions", "placement", "protocol", "hints",
+             "rewriter"}
+_REWRITER_KEYS = {"path", "device", "dtype", "batch_size"}
 _MODEL_KEYS = {"name", "backend", "path", "tiny", "batch_size", "setup", "python", "load", "generation", "prompts"}
 _PROMPT_KEYS = ("reasoning", "direct", "conditioned")
 _DATASET_KEYS = {"name", "manifest", "data_root", "shards", "demo"}
@@ -91,8 +93,9 @@ class Sweep:
     prompts: Dict[str, str] = field(default_factory=dict)
     score_by: Tuple[str, ...] = ("model", "dataset", "condition", "mode")
     interventions: Tuple[str, ...] = ()
-    placement: str = "assistant"
+    protocol: str = "toolkit"
     hints: Dict[str, Any] = field(default_factory=dict)
+    rewriter: Dict[str, Any] = field(default_factory=dict)
 
     def hint_bank(self) -> Any:
         """The spoken-hint source of ``inject-...`` conditions (None when the sweep names none)."""
@@ -118,9 +121,15 @@ class Sweep:
         units: List[Unit] = []
         for condition in self.conditions:
             units += [Unit(condition=condition, mode=mode, **common) for mode in self.modes]
-            units += [Unit(condition=condition, mode="reasoning", intervention=spec, **common)
-                      for spec in self.interventions]
+            units += [Unit(condition=condition, mode="reasoning", intervention=spec,
+                           protocol=self.protocol_for(model).spec, **common) for spec in self.interventions]
         return tuple(units)
+
+    def protocol_for(self, model: ModelSpec) -> Any:
+        """The sweep's intervention protocol, resolved for a model's family."""
+        from toolkit.interventions.protocol import parse_protocol
+
+        return parse_protocol(self.protocol).for_family(model.backend)
 
     def manifest_of(self, dataset: DatasetSpec) -> Path:
         """The dataset's manifest: as given, or where its generated demo set goes."""
@@ -159,7 +168,8 @@ class Sweep:
                    conditions=tuple(raw["conditions"]), modes=tuple(raw["modes"]), runs=raw["runs"],
                    seed=raw["seed"], generation=raw["generation"], prompts=raw["prompts"],
                    score_by=tuple(raw["score_by"]), interventions=tuple(raw.get("interventions", ())),
-                   placement=raw.get("placement", "assistant"), hints=dict(raw.get("hints") or {}))
+                   protocol=raw.get("protocol", "toolkit"), hints=dict(raw.get("hints") or {}),
+                   rewriter=dict(raw.get("rewriter") or {}))
 
 
 @dataclass(frozen=True)
@@ -361,7 +371,6 @@ def _parse_hints(check: _Checker, raw: Mapping[str, Any], conditions: Sequence[s
 
 def _parse_interventions(check: _Checker, raw: Mapping[str, Any], modes: Sequence[str]) -> Tuple[str, ...]:
     from toolkit.interventions import parse_intervention
-    from toolkit.interventions.runner import PLACEMENTS
 
     specs = raw.get("interventions") or []
     if isinstance(specs, str):
@@ -379,9 +388,60 @@ def _parse_interventions(check: _Checker, raw: Mapping[str, Any], modes: Sequenc
         out.append(intervention.spec)
     if out and "reasoning" not in modes:
         check.add("interventions", "need the reasoning mode: they start from its rows")
-    if raw.get("placement", "assistant") not in PLACEMENTS:
-        check.add("placement", f"must be one of {', '.join(PLACEMENTS)}, not {raw.get('placement')!r}")
     return tuple(out)
+
+
+def _parse_rewriter(check: _Checker, raw: Mapping[str, Any], interventions: Sequence[str], base: Path) -> Dict[str, Any]:
+    """``rewriter``: the outside LLM each task loads to produce the rewrites its ``rewrite-*``
+    units lack (they must use ``cache=auto``: one rewrite file per shard file, never shared
+    by two tasks)."""
+    from toolkit.interventions import parse_intervention
+    from toolkit.interventions.rewrite import RewriteIntervention
+
+    rewriter = raw.get("rewriter") or {}
+    if not check.keys("rewriter", rewriter, _REWRITER_KEYS, ("path",) if rewriter else ()):
+        return {}
+    for spec in interventions:
+        intervention = parse_intervention(spec)
+        if rewriter and isinstance(intervention, RewriteIntervention) and intervention.params["cache"] != "auto":
+            check.add("interventions", f"{intervention.name}: with a rewriter, use cache=auto (one rewrite file per "
+                      "shard file; a shared file would be written by several tasks at once)")
+    if not rewriter:
+        return {}
+    out = dict(rewriter)
+    path = _resolve(base, str(rewriter["path"]))
+    out["path"] = str(path) if path is not None and path.exists() else str(rewriter["path"])  # a folder or a hub id
+    if "batch_size" in out:
+        out["batch_size"] = check.positive_int("rewriter.batch_size", out["batch_size"])
+    return out
+
+
+def _parse_protocol(check: _Checker, raw: Mapping[str, Any], models: Sequence[Optional[ModelSpec]]) -> str:
+    """The sweep's protocol spec: ``protocol`` (a preset, default toolkit, with overrides), with
+    ``placement`` and ``prompts.conditioned`` as overrides; checked for every model's family."""
+    from toolkit.interventions.protocol import parse_protocol
+    from toolkit.interventions.runner import PLACEMENTS
+
+    spec = str(raw.get("protocol", "toolkit"))
+    overrides = {}
+    if "placement" in raw:
+        if raw["placement"] not in PLACEMENTS:
+            check.add("placement", f"must be one of {', '.join(sorted(PLACEMENTS))}, not {raw['placement']!r}")
+        else:
+            overrides["answer"] = PLACEMENTS[raw["placement"]]
+    conditioned = (raw.get("prompts") or {}).get("conditioned")
+    if conditioned:
+        overrides["conditioned_template"] = str(conditioned)
+    if overrides:
+        spec += (":" if ":" not in spec else ",") + ",".join(f"{k}={v}" for k, v in overrides.items())
+    try:
+        protocol = parse_protocol(spec)
+        for model in models:
+            if model is not None:
+                protocol.for_family(model.backend)
+    except ValueError as exc:
+        check.add("protocol", str(exc))
+    return spec
 
 
 def load_sweep(path: Pathlike, check_files: bool = True) -> Sweep:
@@ -433,7 +493,9 @@ def load_sweep(path: Pathlike, check_files: bool = True) -> Sweep:
     conditions = _parse_conditions(check, raw.get("conditions"))
     modes, prompts = _parse_modes_and_prompts(check, raw)
     interventions = _parse_interventions(check, raw, modes)
+    protocol = _parse_protocol(check, raw, models)
     hints = _parse_hints(check, raw, conditions, base)
+    rewriter = _parse_rewriter(check, raw, interventions, base)
     runs = check.positive_int("runs", raw.get("runs", 1))
     for model in models:
         if runs > 1 and model is not None and not {**generation, **model.generation}.get("sample", False):
@@ -450,7 +512,7 @@ def load_sweep(path: Pathlike, check_files: bool = True) -> Sweep:
     return Sweep(source=path.resolve(), experiment=str(experiment), output=_resolve(base, raw.get("output", "runs")),
                  models=tuple(models), datasets=tuple(datasets), conditions=conditions, modes=modes, runs=runs,
                  seed=seed, generation=dict(generation), prompts=prompts, score_by=score_by,
-                 interventions=interventions, placement=raw.get("placement", "assistant"), hints=hints)
+                 interventions=interventions, protocol=protocol, hints=hints, rewriter=rewriter)
 
 
 def plan_tasks(sweep: Sweep) -> List[Task]:

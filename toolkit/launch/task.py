@@ -71,6 +71,7 @@ def unit_progress(sweep: Sweep, task: Task, items: List[Any]) -> List[UnitProgre
         intervention unit's expected keys follow from its baseline rows once the baseline
         unit is complete (:meth:`toolkit.runs.Unit.expected_keys`).
     """
+    from toolkit.interventions.rewrite import MissingRewrites
     from toolkit.interventions.runner import load_baselines
 
     layout = sweep.layout
@@ -85,7 +86,10 @@ def unit_progress(sweep: Sweep, task: Task, items: List[Any]) -> List[UnitProgre
             expected = unit.expected_keys(shard_items)
         elif complete.get(_baseline_unit(unit)):
             baselines = load_baselines(layout.shard_path(_baseline_unit(unit), task.shard), shard_items)
-            expected = unit.expected_keys(shard_items, baselines)
+            try:
+                expected = unit.expected_keys(shard_items, baselines, path)
+            except MissingRewrites:  # the task produces them first
+                expected = None
         else:
             expected = None
         progress = UnitProgress(unit, path, len(done_keys if expected is None else done_keys & expected),
@@ -137,22 +141,25 @@ def _backend(task: Task) -> Any:
 def _config(sweep: Sweep, task: Task, unit: Unit) -> Any:
     from toolkit.infer import InferConfig
     from toolkit.interventions import parse_intervention
+    from toolkit.interventions.protocol import parse_protocol
     from toolkit.models.base import GenerationSettings
     from toolkit.prompts import get_prompt
 
     prompts: Mapping[str, str] = {**sweep.prompts, **task.model.prompts}
-    if unit.intervention is not None:
-        prompt = get_prompt(prompts["conditioned" if parse_intervention(unit.intervention).needs_reasoning
-                                    else "reasoning"])
+    if unit.intervention is not None and parse_intervention(unit.intervention).needs_reasoning:
+        prompt = get_prompt(parse_protocol(unit.protocol or "toolkit").conditioned_template)
+    elif unit.intervention is not None:
+        prompt = get_prompt(prompts["reasoning"])
     else:
         prompt = get_prompt(prompts[unit.mode])
     gen = {**sweep.generation, **task.model.generation}
     settings = GenerationSettings(max_new_tokens=gen.get("max_new_tokens") or prompt.max_new_tokens,
                                   do_sample=bool(gen.get("sample", False)), temperature=gen.get("temperature", 1.0),
                                   top_p=gen.get("top_p", 1.0), num_beams=gen.get("num_beams", 1))
+    reading = parse_protocol(unit.protocol).reading if unit.protocol else "text"
     return InferConfig(model=task.model.backend, model_label=task.model.name, mode=unit.mode, prompt=prompt,
                        settings=settings, condition=unit.condition, num_runs=sweep.runs,
-                       batch_size=task.model.batch_size, seed=sweep.seed)
+                       batch_size=task.model.batch_size, seed=sweep.seed, score_options=reading == "logprobs")
 
 
 def run_task(sweep: Sweep, task: Task) -> Dict[str, Any]:
@@ -168,7 +175,9 @@ def run_task(sweep: Sweep, task: Task) -> Dict[str, Any]:
     from toolkit.answers import preload
     from toolkit.infer import run_inference
     from toolkit.interventions import parse_intervention
-    from toolkit.interventions.runner import load_baselines, run_condition
+    from toolkit.interventions.protocol import parse_protocol
+    from toolkit.interventions.rewrite import RewriteIntervention, ensure_rewrites
+    from toolkit.interventions.runner import load_baselines, run_condition, runnable_baselines
     from toolkit.manifest import read_manifest
 
     ds = task.dataset
@@ -191,10 +200,18 @@ def run_task(sweep: Sweep, task: Task) -> Dict[str, Any]:
         data_root = unit.data_root
         if unit.intervention is not None:
             baseline = layout.shard_path(_baseline_unit(unit), task.shard)
-            baselines = load_baselines(baseline, select_shard(items, *shard), condition=unit.condition)
-            summary = run_condition(items, baselines, parse_intervention(unit.intervention), backend, config, out,
-                                    data_root, placement=sweep.placement, shard=shard, manifest=unit.manifest,
-                                    baseline_file=baseline, progress=False, hints=hints)
+            shard_items = select_shard(items, *shard)
+            baselines = load_baselines(baseline, shard_items, condition=unit.condition)
+            intervention = parse_intervention(unit.intervention).for_output(out)
+            protocol = parse_protocol(unit.protocol or "toolkit")
+            if isinstance(intervention, RewriteIntervention):
+                rw = sweep.rewriter
+                ensure_rewrites(intervention, runnable_baselines(baselines, shard_items, intervention, protocol),
+                                protocol, rw.get("path"), rw.get("device", "auto"), rw.get("dtype", "auto"),
+                                rw.get("batch_size", 8))
+            summary = run_condition(items, baselines, intervention, backend, config, out, data_root, protocol,
+                                    shard=shard, manifest=unit.manifest, baseline_file=baseline, progress=False,
+                                    hints=hints)
         else:
             summary = run_inference(items, backend, config, out, data_root, shard=shard, manifest=unit.manifest,
                                     progress=False, hints=hints)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Dict, List, Optional, Sequence
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,11 +29,15 @@ class Request:
         user_text: the rendered prompt (no chat markup; backends apply their chat template).
         audio: 16 kHz mono float32 samples after the condition and the backend's length limit,
             or None for text-only items.
-        assistant_prefix: text the assistant turn starts with (prefilled reasoning), if any.
+        assistant_prefix: text the assistant turn the model completes starts with, if any.
+        turns: further (role, text) turns after the first user turn and before the turn the
+            model completes (``two-turn``: the reasoning as the assistant's turn, then the user
+            asking for the answer).
+        audio_after_text: the audio follows the text in the first user turn (else it comes first).
         perturbation: parameters of the audio condition applied (mask share, measured SNR...).
-        injected: the reasoning or hint an intervention put into ``user_text`` or
-            ``assistant_prefix`` (``bin/condition``). Real backends never read it (the text is
-            already in the prompt); the ``simulated`` backend reacts to it.
+        injected: the reasoning or hint an intervention put into the prompt (``bin/condition``).
+            Real backends never read it (the text is already in the prompt); the
+            ``simulated`` backend reacts to it.
     """
 
     item: Item
@@ -41,6 +45,8 @@ class Request:
     user_text: str
     audio: Optional[np.ndarray]
     assistant_prefix: Optional[str] = None
+    turns: Tuple[Tuple[str, str], ...] = ()
+    audio_after_text: bool = False
     perturbation: Dict[str, Any] = field(default_factory=dict)
     injected: Optional[str] = None
 

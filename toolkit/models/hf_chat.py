@@ -137,15 +137,18 @@ class HFChatBackend(Backend):
 
     # ---- prompts ------------------------------------------------------------------------
     def conversation(self, request: Request) -> List[Dict[str, Any]]:
-        """System message (if any) and one user turn: the audio, then the prompt text."""
-        content: List[Dict[str, Any]] = []
+        """System message (if any), the user turn (the audio, then the prompt text, or the other
+        way round with ``audio_after_text``) and the request's further turns."""
+        content: List[Dict[str, Any]] = [{"type": "text", "text": request.user_text}]
         if request.audio is not None:
-            content.append({"type": "audio", "audio": "clip.wav"})
-        content.append({"type": "text", "text": request.user_text})
+            audio = {"type": "audio", "audio": "clip.wav"}
+            content = content + [audio] if request.audio_after_text else [audio] + content
         turns: List[Dict[str, Any]] = []
         if self.system_prompt is not None:
             turns.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
-        return turns + [{"role": "user", "content": content}]
+        turns.append({"role": "user", "content": content})
+        turns += [{"role": role, "content": [{"type": "text", "text": text}]} for role, text in request.turns]
+        return turns
 
     def chat_text(self, request: Request) -> str:
         """The templated prompt, ending with the assistant header and any assistant prefix."""

@@ -112,6 +112,8 @@ class Unit:
         manifest: the manifest (absolute path).
         data_root: where relative audio paths resolve.
         seed: the global seed (intervention variants such as ``shuffle`` depend on it).
+        protocol: intervention units: the resolved protocol's spec
+            (:attr:`toolkit.interventions.protocol.Protocol.spec`; None: the toolkit preset).
     """
 
     model: str
@@ -124,6 +126,7 @@ class Unit:
     manifest: Optional[str] = None
     data_root: Optional[str] = None
     seed: int = 0
+    protocol: Optional[str] = None
 
     def __post_init__(self) -> None:
         for name in ("model", "dataset", "condition"):
@@ -149,7 +152,8 @@ class Unit:
         return "/".join((self.model, self.dataset, self.condition, unit_dir_name(self.mode, self.intervention_name)))
 
     def expected_keys(self, items: Sequence[Union["Item", str]],
-                      baselines: Optional[Mapping[Tuple[str, int], "Baseline"]] = None) -> Set[RowKey]:
+                      baselines: Optional[Mapping[Tuple[str, int], "Baseline"]] = None,
+                      shard_file: Optional[Path] = None) -> Set[RowKey]:
         """The row keys (id, run, variant) this unit must hold for ``items`` (one shard's, or all).
 
         Inference units: every item x run with variant "". Intervention units: every variant
@@ -161,9 +165,12 @@ class Unit:
                 ids too (its keys need nothing else).
             baselines: intervention units: the baseline rows by (id, run)
                 (:func:`toolkit.interventions.runner.load_baselines`).
+            shard_file: the shard file the keys are for (a ``rewrite-*`` intervention with
+                ``cache=auto`` reads the rewrites beside it).
 
         Raises:
             ValueError: an intervention unit without ``baselines``.
+            MissingRewrites: a ``rewrite-*`` unit whose rewrites are not all produced yet.
         """
         if self.intervention is None:
             ids = [item if isinstance(item, str) else item.id for item in items]
@@ -171,11 +178,15 @@ class Unit:
         if baselines is None:
             raise ValueError(f"{self.label}: the expected rows of an intervention unit depend on its baseline rows")
         from toolkit.interventions import parse_intervention
+        from toolkit.interventions.protocol import parse_protocol
         from toolkit.interventions.runner import plan_variants
 
         intervention = parse_intervention(self.intervention)
+        if shard_file is not None:
+            intervention = intervention.for_output(shard_file)
+        protocol = parse_protocol(self.protocol or "toolkit")
         return {(planned.item.id, planned.run, planned.key)
-                for planned in plan_variants(items, baselines, intervention, self.seed)}
+                for planned in plan_variants(items, baselines, intervention, self.seed, protocol)}
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready form (``launch.json``)."""
@@ -195,6 +206,8 @@ class Unit:
         for name in ("model", "dataset", "condition", "mode", "manifest"):
             if not isinstance(raw.get(name), str):
                 raise ValueError(f"a unit needs a string {name!r}")
+        if raw.get("protocol") is not None and raw.get("intervention") is None:
+            raise ValueError("only intervention units have a protocol")
         for name in ("shards", "num_runs"):
             value = raw.get(name, 1)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

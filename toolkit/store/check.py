@@ -263,7 +263,8 @@ def _unit_from_sidecar(key: UnitKey, refs: List[ShardRef]) -> Unit:
         raise InputError("sidecar records no manifest; write a launch.json listing the unit", sidecar_path(ref_path))
     fingerprint = params.get("fingerprint") or {}
     return Unit(model=key.model, dataset=key.dataset, condition=key.condition, mode=key.mode,
-                intervention=fingerprint.get("intervention"), shards=n_main, num_runs=int(params.get("num_runs", 1)),
+                intervention=fingerprint.get("intervention"), protocol=fingerprint.get("protocol"), shards=n_main,
+                num_runs=int(params.get("num_runs", 1)),
                 manifest=str(params["manifest"]), data_root=params.get("data_root"),
                 seed=int(fingerprint.get("seed", 0)))
 
@@ -323,7 +324,7 @@ def _sidecar_problems(unit: Unit, params: Dict[str, Any], ref: ShardRef,
     if unit.intervention is None and params.get("num_runs", 1) != unit.num_runs:
         reasons.append(f"num_runs {params.get('num_runs', 1)}, the unit has {unit.num_runs}")
     fingerprint = params.get("fingerprint") or {}
-    for key in ("mode", "condition", "intervention"):
+    for key in ("mode", "condition", "intervention", "protocol"):
         if fingerprint.get(key) != getattr(unit, key):
             reasons.append(f"{key} {fingerprint.get(key)!r}, the unit's is {getattr(unit, key)!r}")
     if first is not None:
@@ -426,6 +427,8 @@ def _expected_per_shard(plan: _Plan, layout: RunLayout, inputs: _Inputs,
     """Shard k -> the keys the unit owes there (:meth:`toolkit.runs.Unit.expected_keys`); None for
     an intervention shard whose baseline rows are gone. A shard file whose baseline rows changed
     since it was written is recorded as mismatched."""
+    from toolkit.interventions.rewrite import MissingRewrites
+
     unit = plan.unit
     if unit.intervention is None:
         ids = inputs.ids(str(unit.manifest))
@@ -439,8 +442,14 @@ def _expected_per_shard(plan: _Plan, layout: RunLayout, inputs: _Inputs,
         baselines = inputs.baselines(unit, k, params, problems)
         if problems and ref is not None:
             check.mismatched.append(Mismatch(layout.relative(ref.path), "; ".join(problems)))
-        expected[k] = None if baselines is None else unit.expected_keys(select_shard(items, k, unit.shards),
-                                                                        baselines)
+        expected[k] = None
+        if baselines is not None:
+            try:
+                expected[k] = unit.expected_keys(select_shard(items, k, unit.shards), baselines,
+                                                 layout.shard_path(unit, k))
+            except MissingRewrites as exc:
+                if ref is not None:
+                    check.mismatched.append(Mismatch(layout.relative(ref.path), str(exc)))
     return expected
 
 

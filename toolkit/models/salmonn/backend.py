@@ -93,8 +93,12 @@ class SalmonnBackend(HFChatBackend):
 
     # ---- prompts ------------------------------------------------------------------------
     def prompt_parts(self, request: Request) -> Tuple[str, str]:
-        """The prompt text before and after the speech embeddings (after is everything for text-only items)."""
-        text = request.user_text.strip()
+        """The prompt text before and after the speech embeddings (after is everything for text-only items).
+
+        SALMONN's template has one user turn: further turns (``two-turn``) are joined to the user
+        text one per line, as the original faithfulness study fed them to SALMONN.
+        """
+        text = "\n".join([request.user_text.strip(), *(turn for _, turn in request.turns)]).strip()
         if request.audio is not None:
             prompt = self.layout.prompt_template.format(SPEECH_PROMPT.format(text))
             before, after = prompt.split(SPEECH_PLACEHOLDER, 1)
