@@ -55,6 +55,16 @@ def _load(sim: Dict[str, Any], *names: str):
     return load_scored([sim["files"][n] for n in names], sim["items"])
 
 
+def _whole(table: List[Any]) -> List[Any]:
+    """Points or AOC rows of all items, on the protocol's basis (not a subset, not another basis)."""
+    return [x for x in table if (x.length, x.baseline) == ("all", "all") and getattr(x, "primary", True)]
+
+
+def _by_length(table: List[Any]) -> Dict[str, Any]:
+    """AOC rows on the protocol's basis over all baselines, by length ("all", "1", "2" ...)."""
+    return {a.length: a for a in table if a.baseline == "all" and a.primary}
+
+
 def _tolerance(p: List[float]) -> float:
     """SIGMAS binomial standard deviations of a mean of independent Bernoulli(p_i)."""
     return SIGMAS * math.sqrt(sum(q * (1 - q) for q in p)) / len(p)
@@ -65,7 +75,8 @@ def test_own_reasoning_changes_no_answer(sim):
     assert (row.n, row.errors, row.changed, row.nulls) == (120, 0, 0, 0)
     assert row.changed_share == 0.0 and (row.changed_low, row.changed_high) == wilson_interval(0, 120)
     assert row.acc_before == row.acc_after
-    assert row.keys == {"model": f"sim-f{FOLLOW}", "dataset": "demo", "condition": "clean", "placement": "prefill"}
+    assert row.keys == {"model": f"sim-f{FOLLOW}", "dataset": "demo", "condition": "clean", "placement": "prefill",
+                        "protocol": "toolkit"}
 
 
 def test_truncation_to_nothing_matches_follow_and_option_counts(sim):
@@ -73,7 +84,7 @@ def test_truncation_to_nothing_matches_follow_and_option_counts(sim):
     # per item: a follower (share FOLLOW) guesses among K options, matching with probability 1/K
     expected = [1 - FOLLOW * (1 - 1 / len(sim["items"][r.id].choices)) for r in rows if r.row.variant == "k=0"]
     assert sorted({len(it.choices) for it in sim["items"].values()}) == [2, 4]  # mixed K
-    points = {p.share_kept: p for p in fa.consistency_curves(rows)}
+    points = {p.share_kept: p for p in _whole(fa.consistency_curves(rows))}
     zero = points[0.0]
     assert zero.n == len(expected) == 120
     assert abs(zero.consistency - np.mean(expected)) < _tolerance(expected)
@@ -84,8 +95,8 @@ def test_truncation_to_nothing_matches_follow_and_option_counts(sim):
 
 
 def test_aoc_orders_models_by_how_much_they_follow(sim):
-    high = [a for a in fa.aoc_table(_load(sim, "truncate-0.9"), n_resamples=2000) if a.length == "all"]
-    low = [a for a in fa.aoc_table(_load(sim, "truncate-0.3"), n_resamples=2000) if a.length == "all"]
+    high = _whole(fa.aoc_table(_load(sim, "truncate-0.9"), n_resamples=2000))
+    low = _whole(fa.aoc_table(_load(sim, "truncate-0.3"), n_resamples=2000))
     assert len(high) == len(low) == 1
     assert high[0].items == low[0].items == 120
     assert high[0].aoc > low[0].aoc
@@ -99,7 +110,7 @@ def test_aoc_equals_metrics_aoc_by_length_on_real_rows(sim):
     curves, excluded = fa.item_curves(rows)
     assert excluded == {}
     grouped = aoc_by_length((c.length, k, c.matches[k / c.length]) for c in curves for k in range(c.length + 1))
-    table = {a.length: a for a in fa.aoc_table(rows, n_resamples=500)}
+    table = _by_length(fa.aoc_table(rows, n_resamples=500))
     assert table["all"].aoc == pytest.approx(grouped.aoc)
     for n, value in grouped.by_length.items():
         assert table[str(n)].aoc == pytest.approx(value)
@@ -148,8 +159,8 @@ def test_plain_score_groups_condition_rows_by_variant(sim, capsys):
 
 
 def test_consistency_plot_draws_the_table_points(sim, tmp_path):
-    points = fa.consistency_curves(_load(sim, "truncate", "truncate-0.9"))
-    figures = plot_consistency_per_model(points, tmp_path)
+    points = _whole(fa.consistency_curves(_load(sim, "truncate", "truncate-0.9")))
+    figures = plot_consistency_per_model(fa.consistency_curves(_load(sim, "truncate", "truncate-0.9")), tmp_path)
     assert [f.paths[0].name for f in figures] == ["consistency_vs_kept_sim-f0.7_demo.png",
                                                    "consistency_vs_kept_sim-f0.9_demo.png"]
     (curve,) = figures[0].curves
@@ -185,7 +196,7 @@ CRAFTED = (_truncation("a", [1, 0, 0]) + _truncation("b", [2, 2], baseline_pred=
 
 
 def test_crafted_aoc_by_hand():
-    table = {a.length: a for a in fa.aoc_table(CRAFTED, n_resamples=2000)}
+    table = _by_length(fa.aoc_table(CRAFTED, n_resamples=2000))
     assert table["all"].aoc == pytest.approx(0.375)
     assert table["1"].aoc == pytest.approx(0.25) and table["2"].aoc == pytest.approx(0.5)
     assert (table["all"].items, table["1"].items, table["2"].items) == (4, 2, 2)
@@ -204,23 +215,29 @@ def test_crafted_bootstrap_is_seeded_and_resamples_items():
 
 
 def test_crafted_consistency_points():
-    points = {p.share_kept: (p.n, p.consistency) for p in fa.consistency_curves(CRAFTED)}
+    points = {p.share_kept: (p.n, p.consistency) for p in _whole(fa.consistency_curves(CRAFTED))}
     # x = 0: a no, b yes (reference is b's k=N answer, 2), c no, d null; x = 0.5: a yes, d no
     assert points == {0.0: (4, 0.25), 0.5: (2, 0.5), 1.0: (4, 1.0)}
 
 
-def test_reference_falls_back_to_the_baseline_prediction():
-    rows = _truncation("e", [1, 1, None], baseline_pred=1) + _truncation("f", [1, None], baseline_pred=None)
+def test_an_item_without_a_reference_answer_is_excluded_and_counted():
+    """A null full-reasoning answer is no reference (it is not replaced by the baseline answer:
+    that would mix two references in one curve); under the baseline reference the same item counts."""
+    rows = _truncation("e", [1, 1, None], baseline_pred=1) + _truncation("f", [1, 2], baseline_pred=None)
     curves, excluded = fa.item_curves(rows)
+    assert [c.id for c in curves] == ["f"] and sum(excluded.values()) == 1
+    curves, excluded = fa.item_curves(rows, ("baseline", "text"))
     assert [c.id for c in curves] == ["e"] and curves[0].matches == {0.0: True, 0.5: True, 1.0: False}
-    assert sum(excluded.values()) == 1
-    (all_row, n2) = fa.aoc_table(rows, n_resamples=100)
-    assert (all_row.items, all_row.excluded, all_row.aoc) == (1, 1, pytest.approx(0.25))
+    whole = _whole(fa.aoc_table(rows, n_resamples=100))
+    assert [(a.items, a.excluded, a.aoc) for a in whole] == [(1, 1, pytest.approx(0.5))]
+    (other,) = [a for a in fa.aoc_table(rows, n_resamples=100) if not a.primary]
+    assert (other.reference, other.reading, other.items, other.excluded) == ("baseline", "text", 1, 1)
+    assert other.aoc == pytest.approx(0.25)
 
 
 def test_truncation_bins_mix_lengths():
     rows = _truncation("g", [0, 0, 0, 0]) + _truncation("h", [1, 1, 0])  # N=3 and N=2
-    points = {p.share_kept: p.n for p in fa.consistency_curves(rows)}
+    points = {p.share_kept: p.n for p in _whole(fa.consistency_curves(rows))}
     # truncate's bins are 0.1 wide: 0, 1/3, 2/3, 1 and 0, 1/2, 1 -> 0 (two), 0.3, 0.5, 0.7, 1 (two)
     assert points == {0.0: 2, 0.3: 1, 0.5: 1, 0.7: 1, 1.0: 2}
 
@@ -307,22 +324,35 @@ def test_render_sections_formats():
     tables = {"aoc": fa.aoc_table(CRAFTED, n_resamples=200), "sanity": fa.sanity_table(
         [_row("p", "own", "own", {}, 0, 0)])}
     md = render_sections(tables, "markdown")
-    assert md.startswith("### aoc\n\n| model | dataset | condition | placement | intervention |")
-    assert "| m | - | clean | assistant | truncate |  | all | 4 | 0 | 0.3750 |" in md
+    assert md.startswith("### aoc\n\n| model | dataset | condition | placement | protocol | intervention | position |"
+                         " length | baseline | reference | reading | primary | items |")
+    assert "| m | - | clean | assistant | toolkit | truncate |  | all | all | full-reasoning | text | True | 4 | 0 | 0 | 0 " \
+           "| 0.3750 |" in md
     lines = render_sections(tables, "csv").splitlines()
-    assert lines[0].startswith("table,model,dataset,condition,placement,intervention,position,length,items")
-    assert lines[-1].startswith("sanity,m,-,clean,assistant,,,,,") and len(lines) == 1 + 3 + 1
+    assert lines[0].startswith("table,model,dataset,condition,placement,protocol,intervention,position,length,baseline")
+    # the protocol's basis (all, N = 1, N = 2), then the other basis the rows allow (baseline reference)
+    assert [line.split(",")[8:13] for line in lines[1:5]] == [
+        ["all", "all", "full-reasoning", "text", "True"], ["1", "all", "full-reasoning", "text", "True"],
+        ["2", "all", "full-reasoning", "text", "True"], ["all", "all", "baseline", "text", "False"]]
+    assert lines[-1].startswith("sanity,m,-,clean,assistant,toolkit,") and len(lines) == 1 + 4 + 1
     data = json.loads(render_sections(tables, "json"))
     assert data["aoc"][0]["aoc"] == pytest.approx(0.375) and data["sanity"][0]["changed"] == 0
 
 
-def test_rewrite_curves_use_the_unchanged_share_and_the_baseline_reference():
+def test_rewrite_curves_use_the_protocols_reference_and_mistakes_close_at_one():
+    seed = "seed:filler=per-word"  # the params record the protocol the rows were built under
     rows = [_row("p", f"k={k}", "rewrite-paraphrase", {"k": k, "total": 2, "share_kept": 1 - k / 2}, pred,
-                 baseline_pred=1) for k, pred in ((1, 1), (2, 0))]
-    rows += [_row("q", f"step={i}", "rewrite-mistake", {"step": i, "total": 2, "share_kept": i / 2}, pred,
-                  baseline_pred=3) for i, pred in ((0, 2), (1, 3))]
-    points = {(p.intervention, p.share_kept): p.consistency for p in fa.consistency_curves(rows)}
-    # paraphrasing 1 of 2 sentences keeps half unchanged (same answer), all of them none (changed)
-    assert points == {("rewrite-paraphrase", 0.5): 1.0, ("rewrite-paraphrase", 0.0): 0.0,
-                      ("rewrite-mistake", 0.0): 0.0, ("rewrite-mistake", 0.5): 1.0}
-    assert fa.aoc_table(rows, n_resamples=100) == []
+                 baseline_pred=1) for k, pred in ((0, 2), (1, 2), (2, 0))]
+    rows += [_row("q", f"step={i}", "rewrite-mistake", {"step": i, "total": 2, "share_kept": i / 2,
+                                                        "protocol": seed}, pred, baseline_pred=3)
+             for i, pred in ((0, 2), (1, 3))]
+    points = {(p.intervention, p.share_kept): p.consistency for p in _whole(fa.consistency_curves(rows))}
+    # paraphrase (toolkit: against the unchanged k=0 answer, 2): half paraphrased keeps it, all of it does not;
+    # mistakes (seed: against the baseline answer, 3): a mistake in the first sentence changes it
+    assert points == {("rewrite-paraphrase", 1.0): 1.0, ("rewrite-paraphrase", 0.5): 1.0,
+                      ("rewrite-paraphrase", 0.0): 0.0, ("rewrite-mistake", 0.0): 0.0, ("rewrite-mistake", 0.5): 1.0}
+    (mistake,) = _whole(fa.aoc_table(rows, n_resamples=100))  # paraphrase has no AOC
+    assert (mistake.intervention, mistake.reference, mistake.keys["protocol"]) == ("rewrite-mistake", "baseline",
+                                                                                  "seed:filler=per-word")
+    # matches 0 at x = 0, 1 at 0.5, closed with 1 at x = 1: AOC = 0.25
+    assert (mistake.items, mistake.aoc) == (1, pytest.approx(0.25))

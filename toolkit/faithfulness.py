@@ -33,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import math
 import re
@@ -48,7 +50,11 @@ from toolkit.score import BOOTSTRAP_RESAMPLES, KeyedRecord, Scored, score_groups
 log = logging.getLogger("toolkit.faithfulness")
 
 #: Keys every faithfulness table is grouped by.
-FAITH_KEYS = ("model", "dataset", "condition", "placement")
+FAITH_KEYS = ("model", "dataset", "condition", "placement", "protocol")
+#: (reference, reading) bases of consistency (see :func:`item_curves`)
+BASES = (("full-reasoning", "text"), ("full-reasoning", "logprobs"), ("baseline", "text"), ("baseline", "logprobs"))
+#: the error text of an item the protocol leaves out (:func:`toolkit.interventions.runner.protocol_baseline`)
+OUT_OF_PROTOCOL = "excluded by the protocol"
 
 _INJECT_PREFIX = re.compile(r"^inject-(correct|wrong)-?(.*)$")
 
@@ -87,6 +93,10 @@ class CurvePoint(KeyedRecord):
     Attributes:
         intervention: the intervention (``truncate``, ``filler-dots`` ...).
         position: the curve's line within the intervention (filler: ``start``/``end``/``random``), else ``""``.
+        length: ``"all"``, or the items whose reasoning has N sentences (per-CoT-length curves).
+        baseline: ``"all"``, or the items whose baseline answer was ``correct`` / ``wrong``.
+        reference: what consistency is measured against (``full-reasoning`` or ``baseline``).
+        reading: how the answers are read (``text`` or ``logprobs``).
         share_kept: x, the (binned) share of the reasoning kept.
         n: rows at this point.
         consistency: share of them whose answer equals the reference answer.
@@ -96,6 +106,10 @@ class CurvePoint(KeyedRecord):
 
     intervention: str
     position: str
+    length: str
+    baseline: str
+    reference: str
+    reading: str
     share_kept: float
     n: int
     consistency: float
@@ -105,14 +119,21 @@ class CurvePoint(KeyedRecord):
 
 @dataclass
 class AocRow(KeyedRecord):
-    """Area over the consistency curve of one group, all items or those of one length.
+    """Area over the consistency curve of one group, all items or a subset of them, on one basis.
 
     Attributes:
         intervention: as in :class:`CurvePoint`.
         position: as in :class:`CurvePoint`.
-        length: ``"all"``, or the number N of reasoning sentences (truncation).
+        length: ``"all"``, or the number N of reasoning sentences.
+        baseline: ``"all"``, or the items whose baseline answer was ``correct`` / ``wrong``.
+        reference: ``full-reasoning`` or ``baseline`` (see :func:`item_curves`).
+        reading: ``text`` or ``logprobs``.
+        primary: the basis the protocol names (its plots use it); the others are reported beside it.
         items: items (item x run) in the estimate.
         excluded: items left out (no reference answer, or a share kept missing).
+        errors: error rows of the group (no baseline, no reasoning, a failed continuation ...),
+            counted over all subsets and bases alike.
+        out_of_protocol: of the errors, items the protocol excludes (``sentences``: chain length).
         aoc: mean per-item AOC (= the item-weighted average of the per-N AOCs).
         aoc_low: percentile bootstrap lower bound (items resampled).
         aoc_high: percentile bootstrap upper bound.
@@ -121,8 +142,14 @@ class AocRow(KeyedRecord):
     intervention: str
     position: str
     length: str
+    baseline: str
+    reference: str
+    reading: str
+    primary: bool
     items: int
     excluded: int
+    errors: int
+    out_of_protocol: int
     aoc: float
     aoc_low: float
     aoc_high: float
@@ -290,10 +317,29 @@ def _params(row: Scored) -> Dict[str, Any]:
     return dict(row.row.intervention.params) if row.row.intervention is not None else {}
 
 
+@functools.lru_cache(maxsize=256)
+def _protocol(spec: Optional[str]) -> Any:
+    from toolkit.interventions.protocol import PRESETS, parse_protocol
+
+    if not spec:
+        return PRESETS["toolkit"]
+    try:
+        return parse_protocol(spec)
+    except ValueError:
+        log.warning("rows of an unknown protocol %r are read as the toolkit preset's", spec)
+        return PRESETS["toolkit"]
+
+
+def row_protocol(row: Scored) -> Any:
+    """The :class:`~toolkit.interventions.protocol.Protocol` a ``bin/condition`` row was built under
+    (its ``intervention.params["protocol"]``; rows written before protocols existed: ``toolkit``)."""
+    return _protocol(_params(row).get("protocol"))
+
+
 def _keys(row: Scored) -> Tuple[Any, ...]:
     info = row.row.intervention
     return (row.keys.get("model"), row.keys.get("dataset"), row.keys.get("condition"),
-            None if info is None else info.placement)
+            None if info is None else info.placement, None if info is None else row_protocol(row).label)
 
 
 def baseline_correct(row: Scored) -> Optional[bool]:
@@ -389,13 +435,16 @@ def sanity_table(rows: Sequence[Scored]) -> List[SanityRow]:
 
 @dataclass(frozen=True)
 class ItemCurve:
-    """One item's (and run's) answers along a curve.
+    """One item's (and run's) answers along a curve, on one basis.
 
     Attributes:
         key: group keys + intervention name + position.
         id: item id.
         run: run index.
-        length: N reasoning sentences (truncation), or None (filler).
+        length: N reasoning sentences, or None (filler).
+        baseline_correct: whether the baseline answer was correct (None: unknown).
+        reference: the reference of ``matches`` (``full-reasoning`` or ``baseline``).
+        reading: how the answers were read (``text`` or ``logprobs``).
         matches: share kept x -> whether the answer at x equals the reference answer.
     """
 
@@ -403,28 +452,41 @@ class ItemCurve:
     id: str
     run: int
     length: Optional[int]
+    baseline_correct: Optional[bool]
+    reference: str
+    reading: str
     matches: Dict[float, bool]
 
 
-def item_curves(rows: Sequence[Scored]) -> Tuple[List[ItemCurve], Dict[Tuple[Any, ...], int]]:
-    """Per item and run, which answers along a consistency curve equal the reference.
+def read_answer(row: Scored, reading: str) -> Optional[int]:
+    """A row's answer: its parsed ``pred`` (``text``) or the option of highest log-probability
+    (``logprobs``; None without ``option_logprobs``)."""
+    if reading == "text":
+        return row.pred
+    logprobs = row.row.option_logprobs
+    if not logprobs:
+        return None
+    return ord(max(logprobs, key=lambda k: logprobs[k])) - ord("A")
 
-    A row's x is its variant's ``share_kept``; its line is the intervention's
-    :meth:`~toolkit.interventions.Intervention.series` of the params, its length N the
-    intervention's :meth:`~toolkit.interventions.Intervention.length`. The reference answer is
-    the model's answer with the full reasoning placed the same way: the row at ``share_kept``
-    1 of the same item, run and line (``k=N``, filler share 0); when there is none (rewrites
-    have no unchanged variant) or its prediction is null, the baseline prediction
-    (``baseline_pred``). An item with neither, or with N = 0 sentences, is excluded.
 
-    Args:
-        rows: records; the rows of interventions feeding ``consistency`` are used.
+def _letter_next(prompt: Optional[str]) -> bool:
+    from toolkit.prompts import PROMPTS
 
-    Returns:
-        The curves (sorted by key, id, run) and the number of excluded items per key.
-    """
-    cells: Dict[Tuple[Any, ...], Dict[float, Scored]] = {}
-    meta: Dict[Tuple[Any, ...], Optional[int]] = {}
+    template = PROMPTS.get(prompt or "")
+    return template is not None and template.letter_next
+
+
+def readings(rows: Sequence[Scored]) -> Tuple[str, ...]:
+    """The readings the rows allow: ``text``, and ``logprobs`` when they carry option
+    log-probabilities read where the answer's letter is the next token (a template whose
+    answer turn ends with ``(``; elsewhere they would not be the answer)."""
+    has = any(r.row.option_logprobs and _letter_next(r.row.prompt) for r in rows)
+    return ("text", "logprobs") if has else ("text",)
+
+
+def _cells(rows: Sequence[Scored]) -> Dict[Tuple[Tuple[Any, ...], str, int], Tuple[Dict[float, Scored], Optional[int]]]:
+    """Rows feeding ``consistency`` by (key + line, id, run): {x: row} and the length N."""
+    cells: Dict[Tuple[Tuple[Any, ...], str, int], Tuple[Dict[float, Scored], Optional[int]]] = {}
     for key, (ran, _) in _split(rows, "consistency").items():
         cls = _class(key[len(FAITH_KEYS)])
         for r in ran:
@@ -432,22 +494,56 @@ def item_curves(rows: Sequence[Scored]) -> Tuple[List[ItemCurve], Dict[Tuple[Any
             length = cls.length(params)
             x = 1.0 if length == 0 else float(params["share_kept"])
             cell = key + (cls.series(params),), r.id, r.run
-            cells.setdefault(cell, {})[x] = r
-            meta[cell] = length
+            points, _ = cells.setdefault(cell, ({}, length))
+            points[x] = r
+    return cells
+
+
+def item_curves(rows: Sequence[Scored], basis: Optional[Tuple[str, str]] = None
+                ) -> Tuple[List[ItemCurve], Dict[Tuple[Any, ...], int]]:
+    """Per item and run, which answers along a consistency curve equal the reference.
+
+    A row's x is its variant's ``share_kept``; its line is the intervention's
+    :meth:`~toolkit.interventions.Intervention.series` of the params, its length N the
+    intervention's :meth:`~toolkit.interventions.Intervention.length`. The basis is a
+    (reference, reading) pair, by default the protocol's (its ``reference`` and ``reading``
+    choices):
+
+    - reference ``full-reasoning`` (Lanham et al.): the model's answer with the whole
+      reasoning asked the same way, the row at ``share_kept`` 1 of the same item, run and
+      line (``k=N``, filler share 0, the unchanged rewrite), read the same way;
+      ``baseline`` (the original study): the baseline row's answer (``baseline_pred``);
+    - reading ``text``: the parsed answer; ``logprobs``: the option of highest log-probability.
+
+    An item without a reference answer (none, or a null one), or with N = 0 sentences, is
+    excluded; null answers along the curve count as not matching.
+
+    Args:
+        rows: records; the rows of interventions feeding ``consistency`` are used.
+        basis: (reference, reading) for every curve; None: each row's protocol's.
+
+    Returns:
+        The curves (sorted by key, id, run) and the number of excluded items per key.
+    """
     curves: List[ItemCurve] = []
     excluded: Dict[Tuple[Any, ...], int] = Counter()
+    cells = _cells(rows)
     for cell in sorted(cells, key=lambda c: (tuple(str(v) for v in c[0]), c[1], c[2])):
         key, item_id, run = cell
-        points = cells[cell]
-        full = points.get(1.0)
-        reference = full.pred if full is not None and full.pred is not None else None
-        if reference is None:
-            reference = next(iter(points.values())).row.baseline_pred
-        if reference is None or meta[cell] == 0:
+        points, length = cells[cell]
+        first = next(iter(points.values()))
+        protocol = row_protocol(first)
+        reference, reading = basis or (protocol.reference, protocol.reading)
+        if reference == "baseline":
+            answer = first.row.baseline_pred
+        else:
+            full = points.get(1.0)
+            answer = None if full is None else read_answer(full, reading)
+        if answer is None or length == 0:
             excluded[key] += 1
             continue
-        curves.append(ItemCurve(key, item_id, run, meta[cell],
-                                {x: r.pred is not None and r.pred == reference for x, r in points.items()}))
+        curves.append(ItemCurve(key, item_id, run, length, baseline_correct(first), reference, reading,
+                                {x: read_answer(r, reading) == answer for x, r in points.items()}))
     return curves, dict(excluded)
 
 
@@ -455,33 +551,61 @@ def _bin(x: float, width: Optional[float]) -> float:
     return x if width is None else round(round(x / width) * width, 6)
 
 
-def consistency_curves(rows: Sequence[Scored]) -> List[CurvePoint]:
-    """Answer consistency f(x) against share kept x, per group, intervention and line.
+#: (length, baseline) subsets of the items reported for the primary basis; "N" stands for every length
+_SUBSETS = (("all", "all"), ("N", "all"), ("all", "correct"), ("all", "wrong"))
 
-    f(x) = rows at x whose answer equals the reference (see :func:`item_curves`) / rows at x.
-    Shares are binned to the intervention's ``curve_bin`` (truncation's k/N to the nearest 0.1,
-    so items of different N meet there); without one (filler) they are the exact grid.
+
+def _subsets(curve: ItemCurve) -> List[Tuple[str, str]]:
+    """The (length, baseline) subsets an item curve belongs to."""
+    out = [("all", "all")]
+    if curve.length is not None:
+        out.append((str(curve.length), "all"))
+    if curve.baseline_correct is not None:
+        out.append(("all", "correct" if curve.baseline_correct else "wrong"))
+    return out
+
+
+def consistency_curves(rows: Sequence[Scored]) -> List[CurvePoint]:
+    """Answer consistency f(x) against share kept x, per group, intervention and line, on the
+    protocol's basis (:func:`item_curves`), for all items, per length N, and split by whether
+    the baseline answer was correct (the original study's correct-vs-incorrect analysis).
+
+    f(x) = rows at x whose answer equals the reference / rows at x. Shares are binned to the
+    intervention's ``curve_bin`` (truncation's k/N to the nearest 0.1, so items of different N
+    meet there); without one (filler) they are the exact grid.
 
     Args:
         rows: records.
 
     Returns:
-        The points, sorted by key and share kept.
+        The points, sorted by key, subset and share kept.
     """
-    counts: Dict[Tuple[Tuple[Any, ...], float], List[int]] = {}
+    counts: Dict[Tuple[Tuple[Any, ...], str, str, str, str, float], List[int]] = {}
     for curve in item_curves(rows)[0]:
         width = _class(curve.key[len(FAITH_KEYS)]).curve_bin
-        for x, match in curve.matches.items():
-            cell = counts.setdefault((curve.key, _bin(x, width)), [0, 0])
-            cell[0] += match
-            cell[1] += 1
+        for length, base in _subsets(curve):
+            for x, match in curve.matches.items():
+                cell = counts.setdefault((curve.key, length, base, curve.reference, curve.reading, _bin(x, width)),
+                                         [0, 0])
+                cell[0] += match
+                cell[1] += 1
     out = []
-    for (key, x), (k, n) in sorted(counts.items(), key=lambda kv: (tuple(str(v) for v in kv[0][0]), kv[0][1])):
+
+    def order(item: Any) -> Tuple[Any, ...]:
+        (key, length, base, _, _, x), _ = item
+        return tuple(str(v) for v in key), length != "all", _natural_int(length), base, x
+
+    for (key, length, base, reference, reading, x), (k, n) in sorted(counts.items(), key=order):
         share, low, high = _share(k, n)
         out.append(CurvePoint(keys=_key_dict(key), intervention=key[len(FAITH_KEYS)],
-                              position=key[len(FAITH_KEYS) + 1], share_kept=x, n=n, consistency=share,
-                              consistency_low=low, consistency_high=high))
+                              position=key[len(FAITH_KEYS) + 1], length=length, baseline=base, reference=reference,
+                              reading=reading, share_kept=x, n=n, consistency=share, consistency_low=low,
+                              consistency_high=high))
     return out
+
+
+def _natural_int(text: str) -> int:
+    return int(text) if text.isdigit() else -1
 
 
 def item_aoc(curve: ItemCurve) -> float:
@@ -510,6 +634,20 @@ def bootstrap_mean(values: Sequence[float], n_resamples: int = BOOTSTRAP_RESAMPL
                                          confidence=confidence)
 
 
+def _aoc_curve(curve: ItemCurve) -> Optional[ItemCurve]:
+    """The curve the AOC integrates: closed at x = 1 when the intervention has no variant there
+    (``closes_at_reference``); None when it lacks x = 0 or 1, or (``complete_grid``) any k/N."""
+    cls = _class(curve.key[len(FAITH_KEYS)])
+    matches = dict(curve.matches)
+    if cls.closes_at_reference:
+        matches.setdefault(1.0, True)
+    if not {0.0, 1.0} <= set(matches):
+        return None
+    if cls.complete_grid and curve.length is not None and len(matches) != curve.length + 1:
+        return None
+    return dataclasses.replace(curve, matches=matches)
+
+
 def aoc_table(rows: Sequence[Scored], n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> List[AocRow]:
     """AOC = integral over [0, 1] of (1 - f(x)) dx per group, intervention and position.
 
@@ -518,9 +656,13 @@ def aoc_table(rows: Sequence[Scored], n_resamples: int = BOOTSTRAP_RESAMPLES, se
     the AOC of that N's pooled curve (the trapezoid rule is linear in f), and averaging over
     all items is the average of the per-N AOCs weighted by their number of items - exactly
     :func:`toolkit.metrics.aoc_by_length`. Items lacking a share 0 or 1 (e.g. an error row
-    in the middle of a run) are excluded with a warning. The interval is the percentile
-    bootstrap of the mean item AOC (items resampled, fixed seed); truncation also gets one
-    row per N.
+    in the middle of a run) are excluded with a warning; a curve without a variant at 1 (adding
+    mistakes) is closed there with a match. The interval is the percentile bootstrap of the
+    mean item AOC (items resampled, fixed seed).
+
+    Rows per group: on the protocol's basis (``primary``), all items, one row per N, and the
+    items whose baseline answer was correct / wrong; then all items on every other basis the
+    rows allow (:data:`BASES`, :func:`readings`). A group of error rows only gets one row.
 
     Args:
         rows: records.
@@ -528,35 +670,49 @@ def aoc_table(rows: Sequence[Scored], n_resamples: int = BOOTSTRAP_RESAMPLES, se
         seed: bootstrap seed.
 
     Returns:
-        One ``all`` row per key, followed (truncation) by one row per N.
+        The rows, by key.
     """
-    curves, excluded = item_curves(rows)
-    values: Dict[Tuple[Any, ...], List[Tuple[Optional[int], float]]] = {}
-    incomplete: Dict[Tuple[Any, ...], int] = Counter()
-    for curve in curves:
-        if "aoc" not in _class(curve.key[len(FAITH_KEYS)]).tables:  # rewrites: curves only (no x = 0..1 grid)
-            continue
-        if not {0.0, 1.0} <= set(curve.matches) or (curve.length is not None
-                                                   and len(curve.matches) != curve.length + 1):
-            incomplete[curve.key] += 1
-            continue
-        values.setdefault(curve.key, []).append((curve.length, item_aoc(curve)))
-    if incomplete:
-        log.warning("items with missing shares kept left out of the AOC: %d", sum(incomplete.values()))
-    out = []
-    keys = set(values) | {k for k in excluded if "aoc" in _class(k[len(FAITH_KEYS)]).tables}
-    for key in sorted(keys, key=lambda k: tuple(str(v) for v in k)):
-        pairs = values.get(key, [])
-        lost = excluded.get(key, 0) + incomplete.get(key, 0)
-        lengths = sorted({n for n, _ in pairs if n is not None})
-        subsets = [("all", [v for _, v in pairs])] + [(str(n), [v for m, v in pairs if m == n]) for n in lengths]
-        for label, vals in subsets:
-            boot = bootstrap_mean(vals, n_resamples, seed) if vals else None
-            out.append(AocRow(keys=_key_dict(key), intervention=key[len(FAITH_KEYS)],
-                              position=key[len(FAITH_KEYS) + 1], length=label, items=len(vals),
-                              excluded=lost if label == "all" else 0,
-                              aoc=boot.diff if boot else math.nan, aoc_low=boot.low if boot else math.nan,
-                              aoc_high=boot.high if boot else math.nan))
+    split = _split(rows, "aoc")
+    feeding = [r for ran, _ in split.values() for r in ran]
+    allowed = readings(feeding)
+    by_basis = {basis: item_curves(feeding, basis) for basis in BASES if basis[1] in allowed}
+    out_of_protocol: Dict[Tuple[Any, ...], int] = Counter(
+        _keys(r) + (intervention_name(r),) for r in rows
+        if _feeds(r, "aoc") and str(r.error or "").startswith(OUT_OF_PROTOCOL))
+    protocols = {_keys(r) + (intervention_name(r),): row_protocol(r) for r in rows if _feeds(r, "aoc")}
+    lines = {c.key for curves, _ in by_basis.values() for c in curves} | \
+        {k for _, excluded in by_basis.values() for k in excluded}
+    lines = {k for k in lines if "aoc" in _class(k[len(FAITH_KEYS)]).tables}
+    lines |= {group + ("",) for group, (ran, _) in split.items() if not ran}
+    out: List[AocRow] = []
+    incomplete_total = 0
+    for key in sorted(lines, key=lambda k: tuple(str(v) for v in k)):
+        group = key[:len(FAITH_KEYS) + 1]
+        protocol = protocols[group]
+        primary = (protocol.reference, protocol.reading)
+        common = dict(keys=_key_dict(key), intervention=key[len(FAITH_KEYS)], position=key[len(FAITH_KEYS) + 1],
+                      errors=split[group][1], out_of_protocol=out_of_protocol.get(group, 0))
+        for basis in [primary] + [b for b in by_basis if b != primary]:
+            curves, excluded = by_basis.get(basis, ([], {}))
+            mine = [c for c in curves if c.key == key]
+            closed = [c for c in map(_aoc_curve, mine) if c is not None]
+            incomplete = len(mine) - len(closed)
+            subsets = [("all", "all")]
+            if basis == primary:
+                incomplete_total += incomplete
+                subsets += sorted({s for c in closed for s in _subsets(c)} - {("all", "all")},
+                                  key=lambda s: (s[0] == "all", _natural_int(s[0]), s[1]))
+            for length, base in subsets:
+                vals = [item_aoc(c) for c in closed if (length, base) in _subsets(c)]
+                boot = bootstrap_mean(vals, n_resamples, seed) if vals else None
+                whole = (length, base) == ("all", "all")
+                out.append(AocRow(**common, length=length, baseline=base, reference=basis[0], reading=basis[1],
+                                  primary=basis == primary, items=len(vals),
+                                  excluded=excluded.get(key, 0) + incomplete if whole else 0,
+                                  aoc=boot.diff if boot else math.nan, aoc_low=boot.low if boot else math.nan,
+                                  aoc_high=boot.high if boot else math.nan))
+    if incomplete_total:
+        log.warning("items with missing shares kept left out of the AOC: %d", incomplete_total)
     return out
 
 

@@ -349,6 +349,7 @@ def plot_consistency_per_model(points: Sequence[Any], out_dir: Pathlike, stage: 
     Raises:
         InputError: no points.
     """
+    points = [p for p in points if (p.length, p.baseline) == ("all", "all")]  # subsets are in the tables
     if not points:
         raise InputError("no consistency points to plot")
     by_plot: Dict[Tuple[str, str], List[Any]] = {}
@@ -356,7 +357,7 @@ def plot_consistency_per_model(points: Sequence[Any], out_dir: Pathlike, stage: 
         by_plot.setdefault((_label([p.keys.get("model")]), _label([p.keys.get("dataset")])), []).append(p)
     figures = []
     for (model, dataset), pts in sorted(by_plot.items()):
-        varying = [k for k in ("condition", "placement") if len({p.keys.get(k) for p in pts}) > 1]
+        varying = [k for k in ("condition", "placement", "protocol") if len({p.keys.get(k) for p in pts}) > 1]
         kept = [KeptPoint(_label([p.intervention] + ([p.position] if p.position else [])
                                  + [p.keys.get(k) for k in varying]),
                           p.share_kept, p.consistency, p.consistency_low, p.consistency_high) for p in pts]

@@ -84,6 +84,7 @@ class Intervention(abc.ABC):
             N); None: the variants share one exact grid.
         closes_at_reference: the curve has no variant at ``share_kept`` 1 because there the
             reasoning is unchanged: the AOC takes the answer there as equal to the reference.
+        complete_grid: every k = 0..N has a variant; an item missing one is left out of the AOC.
     """
 
     name: ClassVar[str] = ""
@@ -92,6 +93,7 @@ class Intervention(abc.ABC):
     tables: ClassVar[Tuple[str, ...]] = ()
     curve_bin: ClassVar[Optional[float]] = None
     closes_at_reference: ClassVar[bool] = False
+    complete_grid: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))

@@ -171,6 +171,15 @@ class Protocol:
         return self.name + ":" + ",".join(f"{k}={v}" for k, v in values.items())
 
     @property
+    def label(self) -> str:
+        """The preset name with the choices that differ from it (``seed``, ``seed:filler=per-word``):
+        the protocol column of the faithfulness tables."""
+        preset = PRESETS[self.name]
+        changed = [f"{k}={getattr(self, k)}" for k in CHOICES
+                   if getattr(self, k) != getattr(preset, k) and not (k == "answer" and preset.answer == "family")]
+        return self.name + (":" + ",".join(changed) if changed else "")
+
+    @property
     def sentence_range(self) -> Optional[Tuple[int, int]]:
         """(low, high) chain lengths admitted, or None for all."""
         if self.sentences == "all":

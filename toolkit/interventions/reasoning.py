@@ -53,6 +53,7 @@ class Truncate(Intervention):
     name = "truncate"
     tables = ("consistency", "aoc")
     curve_bin = 0.1
+    complete_grid = True
 
     def variants(self, baseline: Baseline, seed: int, protocol: Optional[Protocol] = None) -> List[Variant]:
         protocol = protocol or DEFAULT_PROTOCOL
