@@ -23,7 +23,7 @@ from toolkit.perturb import (CONDITION_SETS, ClipContext, EspeakHints, FolderHin
                              expand_conditions, hint_text, known_patterns, parse_condition, perturb_manifest,
                              render_hints)
 from toolkit.perturb import hints as hints_module
-from toolkit.perturb.inject import GAP_SAMPLES, Inject, repeat_hint
+from toolkit.perturb.inject import GAP_SAMPLES, Inject, InjectConcat, repeat_hint
 from toolkit.prompts import get_prompt
 from toolkit.sidecar import sidecar_path
 
@@ -91,6 +91,29 @@ def test_pattern_and_named_set():
     assert any(p.startswith("inject-correct|wrong-snrS") for p in known_patterns())
     assert [c.name for c in expand_conditions(["inject"])] == ["inject-correct-snr0", "inject-wrong-snr0"]
     assert not any(name.startswith("inject") for name in CONDITION_SETS["study"])
+
+
+# --- concatenation (the original study's concat mode) ---------------------------------------
+
+@pytest.mark.parametrize("place", ["start", "end"])
+def test_concat_joins_one_copy_of_the_hint_at_the_clips_mean_power(hint_dir, place):
+    bank, item, x = FolderHints(hint_dir), make_item(), clip(2.0)
+    name = f"inject-wrong-concat-{place}"
+    condition = parse_condition(name)
+    assert isinstance(condition, InjectConcat) and condition.name == name
+    y, params = render(name, x, item, bank)
+    hint = bank.audio(hint_text(CHOICES[params["option"]]))
+    assert y.dtype == np.float32 and y.size == x.size + GAP_SAMPLES + hint.size
+    spoken, gap, rest = (y[:hint.size], y[hint.size:hint.size + GAP_SAMPLES], y[hint.size + GAP_SAMPLES:]) \
+        if place == "start" else (y[-hint.size:], y[x.size:x.size + GAP_SAMPLES], y[:x.size])
+    assert np.array_equal(rest, x) and not gap.any()  # the clip untouched, 0.3 s of silence between
+    assert np.allclose(spoken, hint * params["hint_scale"], atol=1e-6)
+    power = lambda a: float(np.mean(a.astype(np.float64) ** 2))  # noqa: E731
+    assert power(spoken) == pytest.approx(power(x), rel=1e-4)
+    assert params["option"] == Inject("wrong", 0.0).option(item, 0) != item.answer  # the same wrong option
+    assert params["place"] == place and params["output_seconds"] == pytest.approx(y.size / SR)
+    with pytest.raises(ValueError, match="inject-correct|wrong-concat-start|end"):
+        parse_condition("inject-wrong-concat-middle")
 
 
 # --- level ---------------------------------------------------------------------------------

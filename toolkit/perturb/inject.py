@@ -1,7 +1,9 @@
-"""``inject-correct-snrS`` / ``inject-wrong-snrS``: a spoken hint mixed into the clip.
+"""``inject-correct-snrS`` / ``inject-wrong-snrS``: a spoken hint mixed into the clip;
+``inject-correct-concat-start`` ... ``inject-wrong-concat-end``: the hint placed before or after it.
 
 The study's adversarial intervention: speech stating the correct or a wrong option, mixed
-into the input audio at S dB relative to the clip.
+into the input audio at S dB relative to the clip (the original study's ``overlay`` mode)
+or joined to it (its ``concat`` mode, ``AUG_MODES`` in ``analysis/evaluate_adversarial.py``).
 
 Canonical name: ``inject-<target>-snr<S>``, the number in its shortest form as for noise
 (``inject-wrong-snr-0`` -> ``inject-wrong-snr0``, ``inject-correct-snr2.50`` ->
@@ -24,6 +26,14 @@ Canonical name: ``inject-<target>-snr<S>``, the number in its shortest form as f
   the silent gaps and the cut copy count in the hint's power (a hint spoken over 60 % of the
   clip is louder while it speaks than noise at the same S). Computed in float64, mixed in
   float32 (the measured SNR stays within 1e-5 dB of the target); not clipped.
+
+Concatenation (``inject-<target>-concat-<start|end>``): one copy of the hint, scaled to the
+clip's RMS (``hint_scale``: equal mean power, 0 dB), then 0.3 s of silence, then the clip
+(``start``), or the clip, the silence and the hint (``end``). The output is longer than the
+clip by ``hint_seconds + hint_gap_seconds``; a model with an audio limit (Qwen2-Audio's 30 s)
+may cut the end off (the row's ``audio_truncated_from_s`` flag says so). The original study
+built its concatenated clips outside its repository; the level and the gap are this
+toolkit's choice (see the README's protocol table).
 
 Undefined cases raise :class:`~toolkit.errors.ConditionError` (the item fails, the run goes
 on): no item or no hint bank in the context, no options, no answer, no wrong option left,
@@ -57,10 +67,12 @@ from toolkit.perturb.registry import register_condition
 from toolkit.perturb.seeding import derive_seed
 
 TARGETS = ("correct", "wrong")
-GAP_SAMPLES = int(0.3 * TARGET_SR)  # silence between two copies of the hint
+PLACES = ("start", "end")
+GAP_SAMPLES = int(0.3 * TARGET_SR)  # silence between two copies of the hint, or between hint and clip
 WRONG_PURPOSE = "inject/wrong"
 
-_NAME = re.compile(rf"inject-(?P<target>{'|'.join(TARGETS)})-snr(?P<snr>-?\d+(?:\.\d+)?)")
+_NAME = re.compile(rf"inject-(?P<target>{'|'.join(TARGETS)})-(?:snr(?P<snr>-?\d+(?:\.\d+)?)"
+                   rf"|concat-(?P<place>{'|'.join(PLACES)}))")
 
 
 def wrong_candidates(item: Item) -> List[int]:
@@ -104,32 +116,14 @@ def repeat_hint(hint: np.ndarray, n: int) -> Tuple[np.ndarray, int, int]:
 
 
 @dataclass(frozen=True)
-class Inject(Condition):
-    """A spoken hint stating the ``target`` option, mixed in at ``snr_db`` dB (see the module docstring).
-
-    Args:
-        target: ``"correct"`` or ``"wrong"``.
-        snr_db: clip power over hint power, in dB, both over the whole clip.
-
-    Example:
-        >>> Inject("wrong", -0.0).name
-        'inject-wrong-snr0'
-    """
+class _Hint(Condition):
+    """A spoken hint stating the ``target`` option (``correct`` or ``wrong``)."""
 
     target: str
-    snr_db: float
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ValueError(f"inject target {self.target!r} is not one of {TARGETS}")
-        if not np.isfinite(self.snr_db):
-            raise ValueError(f"SNR must be a finite number, not {self.snr_db}")
-        object.__setattr__(self, "snr_db", float(self.snr_db) + 0.0)  # -0.0 -> 0.0
-
-    @property
-    def name(self) -> str:
-        """``inject-<target>-snr<S>``."""
-        return f"inject-{self.target}-snr{format_number(self.snr_db)}"
 
     def option(self, item: Item, seed: int) -> int:
         """The index of the option the hint states.
@@ -155,15 +149,13 @@ class Inject(Condition):
             raise ConditionError(f"item {item.id!r} has no wrong option: {self.name} undefined")
         return candidates[derive_seed(seed, item.id, WRONG_PURPOSE) % len(candidates)]
 
-    def apply(
-        self, x: np.ndarray, item_id: str, seed: int, ctx: Optional[ClipContext] = None
-    ) -> Tuple[np.ndarray, Params]:
-        """Mix the repeated hint into the clip; see :meth:`Condition.apply` and the module docstring.
+    def hint(self, x: np.ndarray, item_id: str, seed: int, ctx: ClipContext) -> Tuple[int, str, np.ndarray, float]:
+        """(option, hint text, hint audio, the clip's energy) for one clip.
 
         Raises:
-            ConditionError: see the module docstring.
+            ConditionError: no item or hint bank in ``ctx``, no option to state, a silent clip
+                or an empty hint.
         """
-        ctx = ClipContext.ensure(ctx, item_id, seed)
         if ctx.item is None:
             raise ConditionError(f"item {item_id!r}: {self.name} needs the item's options and answer "
                                  "(ClipContext.item)")
@@ -177,6 +169,55 @@ class Inject(Condition):
         hint = ctx.cached(("hint", text), lambda: ctx.hints.audio(text))
         if hint.size == 0:
             raise ConditionError(f"item {item_id!r}: the hint audio for {text!r} is empty")
+        return index, text, hint, signal_energy
+
+    def common_params(self, index: int, text: str, hint: np.ndarray, item_id: str, seed: int,
+                      ctx: ClipContext) -> Params:
+        """The params every hint condition records."""
+        params: Params = {"target": self.target, "option": index, "option_letter": letter(index), "hint_text": text,
+                          **ctx.hints.describe(), "hint_seconds": hint.size / TARGET_SR,
+                          "hint_gap_seconds": GAP_SAMPLES / TARGET_SR}
+        if self.target == "wrong":
+            params["wrong_seed"] = derive_seed(seed, item_id, WRONG_PURPOSE)
+        return params
+
+
+@dataclass(frozen=True)
+class Inject(_Hint):
+    """A spoken hint stating the ``target`` option, mixed in at ``snr_db`` dB (see the module docstring).
+
+    Args:
+        target: ``"correct"`` or ``"wrong"``.
+        snr_db: clip power over hint power, in dB, both over the whole clip.
+
+    Example:
+        >>> Inject("wrong", -0.0).name
+        'inject-wrong-snr0'
+    """
+
+    snr_db: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not np.isfinite(self.snr_db):
+            raise ValueError(f"SNR must be a finite number, not {self.snr_db}")
+        object.__setattr__(self, "snr_db", float(self.snr_db) + 0.0)  # -0.0 -> 0.0
+
+    @property
+    def name(self) -> str:
+        """``inject-<target>-snr<S>``."""
+        return f"inject-{self.target}-snr{format_number(self.snr_db)}"
+
+    def apply(
+        self, x: np.ndarray, item_id: str, seed: int, ctx: Optional[ClipContext] = None
+    ) -> Tuple[np.ndarray, Params]:
+        """Mix the repeated hint into the clip; see :meth:`Condition.apply` and the module docstring.
+
+        Raises:
+            ConditionError: see the module docstring.
+        """
+        ctx = ClipContext.ensure(ctx, item_id, seed)
+        index, text, hint, signal_energy = self.hint(x, item_id, seed, ctx)
         track, started, complete = ctx.cached(("hint-track", text, x.size), lambda: repeat_hint(hint, x.size))
         track_energy = ctx.cached(("hint-energy", text, x.size), lambda: energy(track))
         if track_energy == 0.0:
@@ -184,25 +225,68 @@ class Inject(Condition):
         scale = snr_scale(signal_energy, track_energy, self.snr_db)
         y = np.multiply(track, np.float32(scale))
         y += x
-        params: Params = {"target": self.target, "snr_db": self.snr_db, "option": index,
-                          "option_letter": letter(index), "hint_text": text, **ctx.hints.describe(),
-                          "hint_seconds": hint.size / TARGET_SR, "hint_gap_seconds": GAP_SAMPLES / TARGET_SR,
-                          "hint_repetitions": started, "hint_complete_repetitions": complete,
-                          "hint_scale": scale, "snr_measured_db": snr_db(x, y, signal_energy)}
-        if self.target == "wrong":
-            params["wrong_seed"] = derive_seed(seed, item_id, WRONG_PURPOSE)
+        params = {**self.common_params(index, text, hint, item_id, seed, ctx), "snr_db": self.snr_db,
+                  "hint_repetitions": started, "hint_complete_repetitions": complete, "hint_scale": scale,
+                  "snr_measured_db": snr_db(x, y, signal_energy)}
         return y, params
 
     measure = Noise.measure  # the same SNR measurement: ``{"snr_measured_db": ...}``
 
 
+@dataclass(frozen=True)
+class InjectConcat(_Hint):
+    """A spoken hint stating the ``target`` option, joined before (``start``) or after (``end``)
+    the clip at the clip's mean power (see the module docstring).
+
+    Example:
+        >>> InjectConcat("correct", "end").name
+        'inject-correct-concat-end'
+    """
+
+    place: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.place not in PLACES:
+            raise ValueError(f"concat place {self.place!r} is not one of {PLACES}")
+
+    @property
+    def name(self) -> str:
+        """``inject-<target>-concat-<place>``."""
+        return f"inject-{self.target}-concat-{self.place}"
+
+    def apply(
+        self, x: np.ndarray, item_id: str, seed: int, ctx: Optional[ClipContext] = None
+    ) -> Tuple[np.ndarray, Params]:
+        """Join the hint to the clip; see :meth:`Condition.apply` and the module docstring.
+
+        Raises:
+            ConditionError: see the module docstring.
+        """
+        ctx = ClipContext.ensure(ctx, item_id, seed)
+        index, text, hint, signal_energy = self.hint(x, item_id, seed, ctx)
+        hint_energy = energy(hint)
+        if hint_energy == 0.0:
+            raise ConditionError(f"item {item_id!r}: the hint {text!r} is silent")
+        # equal mean power: ||a*h||^2 / len(h) = ||x||^2 / len(x)
+        scale = float(np.sqrt(signal_energy / x.size * hint.size / hint_energy))
+        gap = np.zeros(GAP_SAMPLES, dtype=np.float32)
+        spoken = np.multiply(hint, np.float32(scale))
+        parts = [spoken, gap, x] if self.place == "start" else [x, gap, spoken]
+        y = np.concatenate(parts).astype(np.float32, copy=False)
+        params = {**self.common_params(index, text, hint, item_id, seed, ctx), "place": self.place,
+                  "hint_scale": scale, "clip_offset_seconds": (hint.size + GAP_SAMPLES) / TARGET_SR
+                  if self.place == "start" else 0.0, "output_seconds": y.size / TARGET_SR}
+        return y, params
+
+
 def needs_hints(conditions: Iterable[Condition]) -> bool:
-    """Whether any of ``conditions`` mixes in spoken hints (needs a hint bank)."""
-    return any(isinstance(condition, Inject) for condition in conditions)
+    """Whether any of ``conditions`` puts in spoken hints (needs a hint bank)."""
+    return any(isinstance(condition, _Hint) for condition in conditions)
 
 
-def parse_inject(name: str) -> Inject:
-    """Parse ``inject-correct|wrong-snrS``.
+def parse_inject(name: str) -> _Hint:
+    """Parse ``inject-correct|wrong-snrS`` or ``inject-correct|wrong-concat-start|end``.
 
     Raises:
         ValueError: malformed name.
@@ -210,11 +294,15 @@ def parse_inject(name: str) -> Inject:
     match = _NAME.fullmatch(name)
     if match is None:
         raise ValueError("malformed inject name")
+    if match["place"] is not None:
+        return InjectConcat(match["target"], match["place"])
     return Inject(match["target"], float(match["snr"]))
 
 
 register_condition(
     "inject", parse_inject,
-    pattern="inject-correct|wrong-snrS (S a number, e.g. -10, 0, 2.5; hints from --hints DIR or --tts espeak-ng)",
-    examples=[f"inject-{t}-snr{s}" for t in TARGETS for s in (-10, 0, 10)],
+    pattern="inject-correct|wrong-snrS (S a number, e.g. -10, 0, 2.5) or inject-correct|wrong-concat-start|end "
+            "(hints from --hints DIR or --tts espeak-ng)",
+    examples=[f"inject-{t}-snr{s}" for t in TARGETS for s in (-10, 0, 10)]
+    + [f"inject-{t}-concat-{p}" for t in TARGETS for p in PLACES],
 )
