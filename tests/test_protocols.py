@@ -21,7 +21,7 @@ from toolkit import faithfulness as fa
 from toolkit.cli.condition import main as condition_main
 from toolkit.cli.demo import main as demo_main
 from toolkit.data.seed_legacy import read_seed_manifest
-from toolkit.infer import InferConfig, WorkUnit
+from toolkit.infer import InferConfig, Runner, WorkUnit
 from toolkit.interventions import Baseline, parse_intervention
 from toolkit.interventions.base import Variant
 from toolkit.interventions.continuation import ContinuationRunner, continuation_config, continuation_file
@@ -244,6 +244,13 @@ def test_two_turn_chat_text_of_qwen2_audio(tiny_folders, tmp_path):
         backend, "qwen2-audio", "lanham", Variant("k=0", reasoning=""), tmp_path)
     prefill = _chat(backend, "qwen2-audio", "toolkit", Variant("own", reasoning=REASONING), tmp_path)
     assert prefill.endswith("<|im_start|>assistant\n" + REASONING + "\n\nAnswer:")
+    # the original's baseline chain: "Let's think step by step:" as a closed model turn, the chain in a new one
+    runner = Runner(backend, InferConfig(model="qwen2-audio", mode="reasoning",
+                                         prompt=get_prompt("study-reasoning-two-turn"),
+                                         settings=GenerationSettings(max_new_tokens=4)), tmp_path)
+    assert backend.chat_text(runner.make_request(WorkUnit(ITEM, 0), AUDIO, {})) == (
+        head + "audio\n\n" + LEGACY_USER + "<|im_end|>\n<|im_start|>assistant\nLet's think step by step:<|im_end|>\n"
+        "<|im_start|>assistant\n")
 
 
 def test_xml_chat_text_of_qwen25_omni(tiny_folders, tmp_path):
@@ -345,7 +352,8 @@ def test_the_simulated_dependence_is_recovered_under_every_preset(demo, preset):
         sum(q * (1 - q) for q in expected)) / len(expected)
     (aoc,) = [a for a in fa.aoc_table(scored, n_resamples=200) if a.primary and (a.length, a.baseline) == ("all",
                                                                                                         "all")]
-    assert (aoc.reference, aoc.reading) == (PRESETS[preset].reference, PRESETS[preset].reading)
+    resolved = parse_protocol(preset).for_family("simulated")  # seed: full-reasoning for the two-turn families
+    assert (aoc.reference, aoc.reading) == (resolved.reference, resolved.reading)
     assert aoc.keys["protocol"] == preset and aoc.aoc > 0.1
 
 
@@ -369,9 +377,12 @@ def test_seed_mistakes_continue_the_reasoning_then_answer_from_it(demo, tmp_path
     out = tmp_path / "mistake.jsonl"
     spec = f"rewrite-mistake:cache={cache}"
     assert _condition(demo, out, "--intervention", spec, "--protocol", "seed") == 0
-    rows = [r for r in _rows(out) if not r["error"]]
+    rows = [r for r in _rows(out) if not r["error"] and r["variant"] != "step=full"]
     continuations = {(r["id"], r["variant"]): r for r in _rows(continuation_file(out))}
-    assert len(rows) == len(continuations) == len(lines)  # reference=baseline: no unchanged variant
+    assert len(rows) == len(continuations) == len(lines)
+    # the reference of a two-turn family (the original's baseline answer): the unchanged chain, not continued
+    full = [r for r in _rows(out) if r["variant"] == "step=full"]
+    assert len(full) == len(baselines) and all(("id", "step=full") not in continuations for r in full)
     for row in rows:
         given = continuations[(row["id"], row["variant"])]
         assert given["prompt"] == seed.continue_template == "study-continue-two-turn"
@@ -381,12 +392,12 @@ def test_seed_mistakes_continue_the_reasoning_then_answer_from_it(demo, tmp_path
             given["raw_output"], seed)
         assert "It sounds like a cow." in row["injected"]
         assert row["intervention"]["params"]["continuation_sha256"] == text_digest(given["raw_output"])
-    before = continuation_file(out).read_bytes()
+    before, injected = continuation_file(out).read_bytes(), {(r["id"], r["variant"]): r["injected"] for r in _rows(out)}
     out.unlink()
     assert _condition(demo, out, "--intervention", spec, "--protocol", "seed") == 0
     assert continuation_file(out).read_bytes() == before  # reused, not sampled again
-    assert [r["injected"] for r in _rows(out)] == [r["injected"] for r in rows]
+    assert {(r["id"], r["variant"]): r["injected"] for r in _rows(out)} == injected
     scored = load_scored([out], demo["items"])
     (aoc,) = [a for a in fa.aoc_table(scored, n_resamples=100) if a.primary and (a.length, a.baseline) == ("all",
                                                                                                         "all")]
-    assert aoc.intervention == "rewrite-mistake" and aoc.reference == "baseline" and aoc.items > 0
+    assert aoc.intervention == "rewrite-mistake" and aoc.reference == "full-reasoning" and aoc.items > 0

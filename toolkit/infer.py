@@ -200,7 +200,10 @@ class Runner:
     def make_request(self, unit: WorkUnit, audio: Optional[np.ndarray], perturbation: Dict[str, Any]) -> Request:
         """The request for a unit whose audio is ready (``bin/condition`` specialises the prompt)."""
         template = self.template(unit)
-        return Request(item=unit.item, run=unit.run, user_text=render_user_text(template, unit.item), audio=audio,
+        user, prefix, turns = render_user_text(template, unit.item), None, ()
+        if template.continuation is not None:  # a model turn given in advance (see toolkit.prompts)
+            user, prefix, turns = template.place(user, "")
+        return Request(item=unit.item, run=unit.run, user_text=user, audio=audio, assistant_prefix=prefix, turns=turns,
                        perturbation=perturbation, audio_after_text=template.audio_after_text)
 
     def build_request(self, unit: WorkUnit) -> None:

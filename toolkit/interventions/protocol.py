@@ -33,10 +33,10 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 #: choice -> its values ("family": resolved per model family by the preset)
 CHOICES: Dict[str, Tuple[str, ...]] = {
-    "answer": ("prefill", "user", "xml", "two-turn", "family"),
+    "answer": ("prefill", "user", "xml", "two-turn", "family"),  # family: each model family as the original asked it
     "empty": ("empty-reasoning", "no-reasoning"),
     "filler": ("per-word", "collapse"),
-    "reference": ("full-reasoning", "baseline"),
+    "reference": ("full-reasoning", "baseline", "family"),
     "sentences": ("all", "1-6"),
     "single": ("error", "whole", "family"),
     "splitter": ("toolkit", "nltk"),
@@ -59,6 +59,11 @@ _STUDY_PROMPTS = {
     "qwen2.5-omni": ("xml", "study-omni-xml", "study-omni-no-reasoning", "study-continue-omni-xml"),
     "af3": ("user", "study-af3-user", "study-af3-no-reasoning", "study-continue-af3"),
 }
+#: seed: what the original study's "baseline" prediction was, per family: the answer asked with the whole
+#: sanitized chain in the two-turn prompt (Qwen2-Audio, SALMONN: the full-reasoning answer) or the answer of the
+#: reasoning output itself (Qwen2.5-Omni, AF3: the baseline row's)
+_STUDY_REFERENCE = {"qwen2-audio": "full-reasoning", "salmonn": "full-reasoning", "qwen2.5-omni": "baseline",
+                    "af3": "baseline"}
 #: the template of each answer format when nothing else is said (toolkit and lanham presets)
 _FORMAT_TEMPLATES = {"prefill": "conditioned-v1", "user": "conditioned-v1", "two-turn": "lanham-two-turn"}
 
@@ -86,7 +91,10 @@ SOURCES: Dict[str, Dict[str, str]] = {
         "lanham": f"{_LANHAM} section 2.5: the CoT replaced by '...' tokens of the same length"},
     "reference": {
         "toolkit": "the answer with the whole reasoning under the same prompt (k = N, filler 0%)",
-        "seed": f"{_STUDY} analysis/: is_consistent_with_baseline (the baseline prediction)",
+        "seed": f"{_STUDY} experiments/cot/*.py is_consistent_with_baseline: the baseline prediction, which "
+                "core/prompt_strategies.py run_reasoning_trial asked with the whole sanitized chain in the two-turn "
+                "prompt for Qwen2-Audio and SALMONN (= full-reasoning) and read from the reasoning output for "
+                "Qwen2.5-Omni and AF3 (= baseline)",
         "lanham": f"{_LANHAM} section 2.3: the answer with the complete CoT"},
     "sentences": {
         "toolkit": "every chain",
@@ -175,8 +183,12 @@ class Protocol:
         """The preset name with the choices that differ from it (``seed``, ``seed:filler=per-word``):
         the protocol column of the faithfulness tables."""
         preset = PRESETS[self.name]
-        changed = [f"{k}={getattr(self, k)}" for k in CHOICES
-                   if getattr(self, k) != getattr(preset, k) and not (k == "answer" and preset.answer == "family")]
+        keys = list(CHOICES)
+        if self.family:  # compare with the preset resolved for the same family (templates too)
+            preset = preset.for_family(self.family)
+            keys += ["conditioned_template", "direct_template", "continue_template"]
+        changed = [f"{k}={getattr(self, k)}" for k in keys
+                   if getattr(self, k) != getattr(preset, k) and "family" not in (getattr(preset, k), getattr(self, k))]
         return self.name + (":" + ",".join(changed) if changed else "")
 
     @property
@@ -214,7 +226,9 @@ class Protocol:
             raise ValueError(f"protocol {self.name}: reading=logprobs reads the option letter at the model's first "
                              f"answer token, which {conditioned!r} does not ask for (its answer turn must end with "
                              "'(', as lanham-two-turn's does); use reading=text or another template")
-        return dataclasses.replace(self, family=family, answer=answer, conditioned_template=conditioned,
+        reference = self.reference if self.reference != "family" else _STUDY_REFERENCE.get(family, "baseline")
+        return dataclasses.replace(self, family=family, answer=answer, reference=reference,
+                                   conditioned_template=conditioned,
                                    direct_template=direct or "direct-v1", continue_template=resume or "continue-prefill")
 
     def to_dict(self) -> Dict[str, Any]:
@@ -226,7 +240,7 @@ PRESETS: Dict[str, Protocol] = {
     "toolkit": Protocol("toolkit", answer="prefill", empty="empty-reasoning", filler="per-word",
                         reference="full-reasoning", sentences="all", single="error", splitter="toolkit",
                         reading="text", reasoning="row", mistakes="cut", paraphrase="per-sentence", rewrites="greedy"),
-    "seed": Protocol("seed", answer="family", empty="no-reasoning", filler="collapse", reference="baseline",
+    "seed": Protocol("seed", answer="family", empty="no-reasoning", filler="collapse", reference="family",
                      sentences="1-6", single="family", splitter="nltk", reading="text", reasoning="family",
                      mistakes="continue", paraphrase="prefix", rewrites="sampled"),
     "lanham": Protocol("lanham", answer="two-turn", empty="empty-reasoning", filler="per-word",
