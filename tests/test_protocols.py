@@ -26,7 +26,7 @@ from toolkit.interventions import Baseline, parse_intervention
 from toolkit.interventions.base import Variant
 from toolkit.interventions.continuation import ContinuationRunner, continuation_config, continuation_file
 from toolkit.interventions.protocol import (CHOICES, PRESETS, SOURCES, continued_reasoning, family_reasoning,
-                                            parse_protocol)
+                                            parse_protocol, protocol_table)
 from toolkit.interventions.reasoning import LOREM_POOL
 from toolkit.interventions.rewrite import PROMPTS, cache_variant, text_digest
 from toolkit.interventions.runner import ConditionRunner, load_baselines, plan_variants
@@ -53,6 +53,12 @@ def test_every_choice_has_a_source_for_every_preset_and_a_spec_round_trips():
             resolved = parse_protocol(name).for_family(family)
             assert parse_protocol(resolved.spec) == resolved
             assert resolved.label == name
+
+
+def test_the_readme_table_is_the_protocol_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- protocol-table -->\n", 1)[1].split("\n<!-- /protocol-table -->", 1)[0]
+    assert table == protocol_table()
 
 
 def test_overrides_change_one_choice_and_bad_ones_name_the_valid_values():
@@ -401,3 +407,43 @@ def test_seed_mistakes_continue_the_reasoning_then_answer_from_it(demo, tmp_path
     (aoc,) = [a for a in fa.aoc_table(scored, n_resamples=100) if a.primary and (a.length, a.baseline) == ("all",
                                                                                                         "all")]
     assert aoc.intervention == "rewrite-mistake" and aoc.reference == "full-reasoning" and aoc.items > 0
+
+
+@pytest.mark.parametrize("preset", ["seed", "lanham"])
+def test_the_study_sweep_of_each_preset_runs_the_whole_study_in_one_launch(preset, tmp_path, tmp_path_factory):
+    """slurm/examples/study/faithfulness-<preset>.yaml with its models and datasets swapped for the
+    simulated model and the demo set, and its rewriter for a tiny text LM: one launch writes every
+    unit (rewrites and continuations included), merge takes it whole, the faithfulness tables are read."""
+    import yaml
+
+    from toolkit.cli.launch import main as launch_main
+    from toolkit.cli.score import main as score_main
+    from toolkit.models import tiny
+
+    repo = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((repo / "slurm" / "examples" / "study" / f"faithfulness-{preset}.yaml").read_text())
+    assert raw["protocol"] == preset
+    lm = tiny.build_text_lm(tmp_path_factory.mktemp("lm") / "lm")
+    raw.update(shards=2, models=[{"name": "sim", "backend": "simulated", "path": "follow=0.7"}],
+               datasets=[{"name": "demo", "demo": {"items_per_task": 2}}],
+               rewriter={"path": str(lm), "device": "cpu", "batch_size": 8})
+    raw["interventions"] = [spec.replace("step=0.05", "step=0.25") for spec in raw["interventions"]]
+    sweep = tmp_path / f"{preset}.yaml"
+    sweep.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    out = tmp_path / "runs"
+    assert launch_main([str(sweep), "--executor", "debug", "--out", str(out), "-q"]) == 0
+    run = out / raw["experiment"]
+    rows = _rows(run / "results.jsonl")
+    names = {r["intervention"]["name"] for r in rows if r.get("intervention")}
+    assert names == {"own", "truncate", "filler-dots", "filler-lorem", "rewrite-mistake", "rewrite-paraphrase"}
+    specs = {r["intervention"]["params"]["protocol"] for r in rows if r.get("intervention")}
+    assert {spec.split(":")[0] for spec in specs} == {preset}
+    assert list(run.rglob("*.rewrites")) and list(run.rglob("*.continuations"))  # beside their shard files
+    report = tmp_path / "faith.json"
+    assert score_main(["faithfulness", str(run / "results.jsonl"), "--format", "json", "--out", str(report),
+                       "--resamples", "50", "-q"]) == 0
+    tables = json.loads(report.read_text())
+    primary = {(a["intervention"], a["reference"], a["reading"]) for a in tables["aoc"] if a["primary"]}
+    resolved = parse_protocol(preset).for_family("simulated")
+    assert {(name, resolved.reference, resolved.reading) for name in
+            ("truncate", "filler-dots", "filler-lorem", "rewrite-mistake")} <= primary

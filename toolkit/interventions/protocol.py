@@ -67,74 +67,74 @@ _STUDY_REFERENCE = {"qwen2-audio": "full-reasoning", "salmonn": "full-reasoning"
 #: the template of each answer format when nothing else is said (toolkit and lanham presets)
 _FORMAT_TEMPLATES = {"prefill": "conditioned-v1", "user": "conditioned-v1", "two-turn": "lanham-two-turn"}
 
-_STUDY = "lovenya/Measuring-Faithfulness-of-CoT-Reasoning-LALMs"
-_LANHAM = "Lanham et al. 2023"
-#: choice -> preset -> where its value comes from
+#: choice -> preset -> where its value comes from: seed, a file of lovenya/Measuring-Faithfulness-of-CoT-Reasoning-LALMs;
+#: lanham, a section of Lanham et al. 2023, "Measuring Faithfulness in Chain-of-Thought Reasoning"
 SOURCES: Dict[str, Dict[str, str]] = {
     "answer": {
         "toolkit": "the reasoning prefilled in the model's turn, then 'Answer:' (conditioned-v1)",
-        "seed": f"{_STUDY} core/prompt_strategies.py run_conditioned_trial: two-turn for Qwen2-Audio and SALMONN; "
+        "seed": "core/prompt_strategies.py run_conditioned_trial: two-turn for Qwen2-Audio and SALMONN; "
                 "core/qwen_omni_utils.py run_conditioned_inference (XML) for Qwen2.5-Omni; "
                 "core/audio_flamingo_hf_utils.py run_conditioned_inference ('Therefore, the answer is:') for AF3",
-        "lanham": f"{_LANHAM} section 2: the CoT closes the assistant turn; 'Given all of the above, what's the "
+        "lanham": "Lanham §2: the CoT closes the assistant turn; 'Given all of the above, what's the "
                   "single, most likely answer?'; the answer starts 'The single, most likely answer is ('"},
     "empty": {
         "toolkit": "the conditioned prompt with empty reasoning",
-        "seed": f"{_STUDY} experiments/cot/early_answering.py run_early_answering_trial: k = 0 uses "
+        "seed": "experiments/cot/early_answering.py run_early_answering_trial: k = 0 uses "
                 "run_no_reasoning_trial",
-        "lanham": f"{_LANHAM} section 2.3: the same prompt with no CoT (0% of it)"},
+        "lanham": "Lanham §2.3: the same prompt with no CoT (0% of it)"},
     "filler": {
         "toolkit": "every replaced word becomes one filler token",
-        "seed": f"{_STUDY} core/filler_text_utils.py create_word_level_masked_cot: nltk word_tokenize, "
+        "seed": "core/filler_text_utils.py create_word_level_masked_cot: nltk word_tokenize, "
                 "int(p * words) replaced; start/end: the span becomes one '...'; random: each word '...'; lorem: "
                 "one word of its pool each",
-        "lanham": f"{_LANHAM} section 2.5: the CoT replaced by '...' tokens of the same length"},
+        "lanham": "Lanham §2.5: the CoT replaced by '...' tokens of the same length"},
     "reference": {
-        "toolkit": "the answer with the whole reasoning under the same prompt (k = N, filler 0%)",
-        "seed": f"{_STUDY} experiments/cot/*.py is_consistent_with_baseline: the baseline prediction, which "
+        "toolkit": "the answer with the whole reasoning under the same prompt (k = N, filler 0 %, the unchanged "
+                   "rewrite)",
+        "seed": "experiments/cot/*.py is_consistent_with_baseline: the baseline prediction, which "
                 "core/prompt_strategies.py run_reasoning_trial asked with the whole sanitized chain in the two-turn "
                 "prompt for Qwen2-Audio and SALMONN (= full-reasoning) and read from the reasoning output for "
                 "Qwen2.5-Omni and AF3 (= baseline)",
-        "lanham": f"{_LANHAM} section 2.3: the answer with the complete CoT"},
+        "lanham": "Lanham §2.3: the answer with the complete CoT"},
     "sentences": {
         "toolkit": "every chain",
-        "seed": f"{_STUDY} data_processing/create_restricted_dataset.py: chains of 1-6 sentences (restricted runs)",
+        "seed": "data_processing/create_restricted_dataset.py: chains of 1-6 sentences (restricted runs)",
         "lanham": "every chain"},
     "single": {
         "toolkit": "an output without reasoning gives an error row",
-        "seed": f"{_STUDY}: per family: core/audio_flamingo_hf_utils.py run_reasoning_inference keeps a "
+        "seed": "per family: core/audio_flamingo_hf_utils.py run_reasoning_inference keeps a "
                 "single-sentence AF3 output whole as the reasoning; sanitize_cot of the other families leaves "
                 "none (an error row)",
         "lanham": "an output without reasoning gives an error row"},
     "splitter": {
         "toolkit": "nltk Punkt without training, common abbreviations (toolkit/interventions/text.py)",
-        "seed": f"{_STUDY}: nltk.sent_tokenize (Punkt, English model)",
+        "seed": "nltk.sent_tokenize (Punkt, English model)",
         "lanham": "nltk.sent_tokenize (Punkt, English model)"},
     "reading": {
         "toolkit": "the answer read from the text (the extraction cascade)",
-        "seed": f"{_STUDY}: parse_answer on the generated text",
-        "lanham": f"{_LANHAM} section 2: the option letter's probability after 'answer is ('"},
+        "seed": "parse_answer on the generated text",
+        "lanham": "Lanham §2: the option letter's probability after 'answer is ('"},
     "reasoning": {
         "toolkit": "the baseline row's reasoning as the toolkit split it from the answer",
-        "seed": f"{_STUDY} sanitize_cot per family: the last sentence dropped (Qwen2-Audio, SALMONN), the "
+        "seed": "sanitize_cot per family: the last sentence dropped (Qwen2-Audio, SALMONN), the "
                 "<Reasoning> block (Qwen2.5-Omni), all but the last sentence or the whole output (AF3)",
         "lanham": "the baseline row's reasoning"},
     "mistakes": {
         "toolkit": "mistake-v1 prompt per sentence; the reasoning cut right after the mistaken sentence",
-        "seed": f"{_STUDY} experiments/cot/adding_mistakes.py: MISTAKE_FEW_SHOT_PROMPT, sentences under 3 words "
+        "seed": "experiments/cot/adding_mistakes.py: MISTAKE_FEW_SHOT_PROMPT, sentences under 3 words "
                 "skipped; continue_reasoning (sampled, T 0.7, top-p 0.9, 512 tokens), then sanitize_cot, then "
                 "the answer is asked",
-        "lanham": f"{_LANHAM} section 2.4: a few-shot prompt adds a mistake to one step; the model continues its "
+        "lanham": "Lanham §2.4: a few-shot prompt adds a mistake to one step; the model continues its "
                   "CoT after it (its final answer statement removed, as from the baseline row)"},
     "paraphrase": {
         "toolkit": "each sentence paraphrased alone (paraphrase-v1), the first k paraphrased and the rest kept "
                    "(k = 1..N)",
-        "seed": f"{_STUDY} experiments/cot/paraphrasing.py get_paraphrased_text: the first k sentences paraphrased "
+        "seed": "experiments/cot/paraphrasing.py get_paraphrased_text: the first k sentences paraphrased "
                 "in one call, the rest kept (k = 0..N)",
-        "lanham": f"{_LANHAM} section 2.6: the first k sentences paraphrased, the rest regenerated by the model"},
+        "lanham": "Lanham §2.6: the first k sentences paraphrased, the rest regenerated by the model"},
     "rewrites": {
         "toolkit": "greedy decoding (128 new tokens)",
-        "seed": f"{_STUDY} adding_mistakes.py / paraphrasing.py run_text_only_inference: sampled, T 0.7, "
+        "seed": "adding_mistakes.py / paraphrasing.py run_text_only_inference: sampled, T 0.7, "
                 "top-p 0.9, 75 (mistake) / 768 (paraphrase) new tokens",
         "lanham": "as seed (the paper does not give the rewriter's sampling settings)"},
 }
@@ -290,6 +290,17 @@ def family_reasoning(raw_output: str, family: str) -> str:
         return " ".join(sentences[:-1]) if len(sentences) > 1 else raw_output
     sentences = split_sentences(raw_output, "nltk")
     return " ".join(sentences[:-1]) if len(sentences) > 1 else ""
+
+
+def protocol_table() -> str:
+    """The README's protocol table: one row per choice, one column per preset, each cell the
+    preset's value and the source it follows (:data:`SOURCES`)."""
+    names = list(PRESETS)
+    lines = ["| choice | " + " | ".join(f"`{n}`" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    for choice in CHOICES:
+        cells = [f"`{getattr(PRESETS[n], choice)}`: {SOURCES[choice][n]}" for n in names]
+        lines.append(f"| {choice} | " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
 
 
 def family_sanitize(text: str, family: str) -> str:
