@@ -447,3 +447,14 @@ def test_the_study_sweep_of_each_preset_runs_the_whole_study_in_one_launch(prese
     resolved = parse_protocol(preset).for_family("simulated")
     assert {(name, resolved.reference, resolved.reading) for name in
             ("truncate", "filler-dots", "filler-lorem", "rewrite-mistake")} <= primary
+
+
+def test_bad_protocols_are_one_line_and_exit_2(demo, tmp_path, capsys):
+    out = tmp_path / "x.jsonl"
+    assert _condition(demo, out, "--intervention", "truncate", "--protocol", "lanam") == 2
+    assert "unknown protocol 'lanam'; presets: toolkit, seed, lanham" in capsys.readouterr().err
+    assert _condition(demo, out, "--intervention", "truncate", "--filler", "dots") == 2
+    assert "filler: 'dots' is not one of per-word, collapse" in capsys.readouterr().err
+    assert _condition(demo, out, "--intervention", "truncate", "--protocol", "seed", "--score-options") == 2
+    assert "--score-options reads the option letter at the first answer token" in capsys.readouterr().err
+    assert not out.exists()

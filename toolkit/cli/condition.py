@@ -26,7 +26,7 @@ EPILOG = """examples:
       --model-path /models/Qwen2-Audio-7B-Instruct --intervention own --out runs/own.jsonl
 
   # the earlier scripts' exact conditioned prompt, reasoning in the user turn
-  bin/condition ... --intervention own --prompt seed-conditioned --placement user
+  bin/condition ... --intervention own --prompt seed-conditioned --answer-format user
 
   # early answering (k = 0..N sentences), filler (share in steps of 0.2, at the start and at random)
   bin/condition ... --intervention truncate --out runs/truncate.jsonl
@@ -36,10 +36,15 @@ EPILOG = """examples:
   bin/condition ... --intervention suggested --out runs/suggested.jsonl
   bin/condition ... --intervention shuffle:count=2 --out runs/shuffle.jsonl
 
+  # exactly as the original study built it, or as Lanham et al. did (the README's protocol table)
+  bin/condition ... --intervention truncate --protocol seed --out runs/truncate-seed.jsonl
+  bin/condition ... --intervention filler-dots --protocol lanham --out runs/dots-lanham.jsonl
+  bin/condition ... --intervention truncate --protocol seed --reference full-reasoning --out runs/t.jsonl
+
   # mistakes written by an outside text LLM: produce the rewrite cache once on a big GPU, then reuse it
-  bin/condition --manifest m.jsonl --results runs/base_reasoning.jsonl \\
+  bin/condition --manifest m.jsonl --results runs/base_reasoning.jsonl --protocol seed --model qwen2-audio \\
       --intervention rewrite-mistake:cache=runs/rewrites.jsonl --rewriter /models/Qwen2.5-7B-Instruct --rewrites-only
-  bin/condition ... --intervention rewrite-mistake:cache=runs/rewrites.jsonl --out runs/mistake.jsonl
+  bin/condition ... --protocol seed --intervention rewrite-mistake:cache=runs/rewrites.jsonl --out runs/mistake.jsonl
 
 Interventions: own, truncate, filler-dots, filler-lorem, suggested, shuffle,
 rewrite-paraphrase, rewrite-mistake (parameters as name:key=value,key=value). The baseline
