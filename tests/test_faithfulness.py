@@ -14,6 +14,7 @@ from scipy import stats
 
 from toolkit import faithfulness as fa
 from toolkit.cli import condition, demo
+from toolkit.interventions.protocol import parse_protocol
 from toolkit.cli.score import main as score_main
 from toolkit.manifest import Item, read_manifest
 from toolkit.metrics import aoc_by_length, wilson_interval
@@ -340,7 +341,8 @@ def test_render_sections_formats():
 
 
 def test_rewrite_curves_use_the_protocols_reference_and_mistakes_close_at_one():
-    seed = "seed:filler=per-word"  # the params record the protocol the rows were built under
+    # the params record the protocol the rows were built under, resolved for the model's family
+    seed = parse_protocol("seed:filler=per-word").for_family("qwen2.5-omni").spec
     rows = [_row("p", f"k={k}", "rewrite-paraphrase", {"k": k, "total": 2, "share_kept": 1 - k / 2}, pred,
                  baseline_pred=1) for k, pred in ((0, 2), (1, 2), (2, 0))]
     rows += [_row("q", f"step={i}", "rewrite-mistake", {"step": i, "total": 2, "share_kept": i / 2,

@@ -186,6 +186,51 @@ def test_seed_truncation_and_filler_on_a_real_chain(shared_data, tmp_path):
 
 
 @pytest.mark.shared_data
+def test_lanham_truncation_and_filler_on_a_real_chain(shared_data, tmp_path):
+    items, baselines = _omni_study(shared_data, tmp_path)
+    lanham = parse_protocol("lanham").for_family("qwen2.5-omni")
+    truncate = plan_variants(items[:1], baselines, parse_intervention("truncate"), 0, lanham)
+    assert [(p.key, p.variant.direct, p.variant.reasoning) for p in truncate][:2] == [
+        ("k=0", False, ""),  # the same two-turn prompt with no reasoning
+        ("k=1", False, "The audio contains a sound that is a long, drawn-out meow, which is characteristic of a cat.")]
+    dots = {p.key: p.variant.reasoning for p in plan_variants(items[:1], baselines,
+                                                              parse_intervention("filler-dots:step=0.2"), 0, lanham)}
+    # 38 whitespace words; 40 %: round(15.2) = 15, each one "..." (Lanham: filler of the same length)
+    assert dots["start-0.4"] == " ".join(["..."] * 15 + CAT.split()[15:])
+    assert dots["end-1"] == " ".join(["..."] * 38)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("preset", ["seed", "lanham"])
+def test_rewrite_variants_on_a_real_chain(shared_data, tmp_path, preset):
+    """Mistakes: the sentences before i, the mistaken one, then the model continues; paraphrase: the
+    paraphrased first k (one call each), then the rest kept (seed) or regenerated (lanham, 0 < k < N)."""
+    items, baselines = _omni_study(shared_data, tmp_path)
+    protocol = parse_protocol(preset).for_family("qwen2.5-omni")
+    sentences = split_sentences(CAT, "nltk")
+    sha = text_digest(CAT)
+    cache = tmp_path / "rw.jsonl"
+    lines = [("mistake-study", "mistake", i, f"M{i}.") for i in range(3)] + \
+        [("paraphrase-study", "paraphrase-prefix", k, f"P{k}.") for k in range(1, 4)]
+    cache.write_text("".join(json.dumps({"id": items[0].id, "run": 0, "variant": cache_variant(p, step, sha),
+                                         "kind": kind, "step": step, "source_sha256": sha, "text": text,
+                                         "rewriter": "hand", "prompt": p}) + "\n"
+                             for p, kind, step, text in lines), encoding="utf-8")
+    mistakes = {p.key: p.variant for p in plan_variants(
+        items[:1], baselines, parse_intervention(f"rewrite-mistake:cache={cache}"), 0, protocol)}
+    assert mistakes["step=1"].continue_from == f"{sentences[0]} M1." and mistakes["step=1"].reasoning is None
+    assert mistakes["step=0"].continue_from == "M0."
+    assert ("step=full" in mistakes) == (protocol.reference == "full-reasoning")
+    paraphrases = {p.key: p.variant for p in plan_variants(
+        items[:1], baselines, parse_intervention(f"rewrite-paraphrase:cache={cache}"), 0, protocol)}
+    assert paraphrases["k=0"].reasoning == CAT and paraphrases["k=3"].reasoning == "P3."
+    if preset == "seed":
+        assert paraphrases["k=1"].reasoning == "P1. " + " ".join(sentences[1:])
+    else:
+        assert paraphrases["k=1"].continue_from == "P1." and paraphrases["k=1"].reasoning is None
+
+
+@pytest.mark.shared_data
 def test_seed_restricts_chains_to_one_to_six_sentences_and_counts_the_rest(shared_data, tmp_path):
     items, baselines = _omni_study(shared_data, tmp_path, "emotion", rows=60)
     seed = parse_protocol("seed").for_family("qwen2.5-omni")
