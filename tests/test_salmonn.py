@@ -238,8 +238,9 @@ def test_prompt_and_audio_are_prepared_as_the_release_does(backend):
     assert prepared.inputs["input_features"].shape[-1] == 3000
     assert backend.model.speech_tokens() == 88
     greedy = GenerationSettings(max_new_tokens=4)
-    assert backend.decoding(greedy)["num_beams"] == 4  # the release's beams unless asked otherwise
-    assert backend.decoding(GenerationSettings(max_new_tokens=4, num_beams=2))["num_beams"] == 2
+    assert backend.decoding(greedy).num_beams == 4  # the release's beams unless asked otherwise
+    assert backend.decoding(greedy).min_new_tokens == 1  # the release's min_length=1: no end token first
+    assert backend.decoding(GenerationSettings(max_new_tokens=4, num_beams=2)).num_beams == 2
 
 
 def test_bin_infer_end_to_end_with_the_release_decoding(folder, manifest, tmp_path):

@@ -204,7 +204,7 @@ class Runner:
         if template.continuation is not None:  # a model turn given in advance (see toolkit.prompts)
             user, prefix, turns = template.place(user, "")
         return Request(item=unit.item, run=unit.run, user_text=user, audio=audio, assistant_prefix=prefix, turns=turns,
-                       perturbation=perturbation, audio_after_text=template.audio_after_text)
+                       perturbation=perturbation, audio_after_text=template.audio_after_text, mode=template.mode)
 
     def build_request(self, unit: WorkUnit) -> None:
         """Fill ``unit.request``, or ``unit.error`` when the item cannot be run."""
@@ -462,6 +462,7 @@ def check_or_write_sidecar(out: Path, backend: Backend, config: InferConfig, ite
                         audio=None if items[0].audio is None else np.zeros(TARGET_SR, dtype=np.float32))
         chat_text = backend.chat_text(probe)
     write_sidecar(out, "infer", fingerprint=config.fingerprint(), model=backend.describe(),
+                  generation_effective=backend.effective_generation(config.settings),
                   prompt_template={"name": config.prompt.name, "user": config.prompt.user,
                                    "continuation": config.prompt.continuation, "source": config.prompt.source},
                   first_item_chat_text=chat_text, num_runs=config.num_runs, batch_size=config.batch_size,

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--placement", choices=sorted(PLACEMENTS),
                     help="older name of --answer-format prefill (assistant) and user")
     i.add_argument("--max-new-tokens", type=int, help="default: the template's")
+    i.add_argument("--generation-defaults", choices=("clean", "checkpoint"), default="clean",
+                   help="clean (default): the checkpoint's decoding fields reset, the model's official values "
+                        "applied; checkpoint: the released generation_config.json")
     i.add_argument("--seed", type=int, default=0, help="seed of variants and audio conditions (default: 0)")
     i.add_argument("--batch-size", type=int, default=8)
     r = p.add_argument_group("rewrites by an outside text LLM (rewrite-paraphrase, rewrite-mistake)")
@@ -176,7 +179,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.rewrites_only:
             print(f"{cache}: {written} rewrites written")
             return EXIT_OK
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens or prompt.max_new_tokens)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens or prompt.max_new_tokens,
+                                  defaults=args.generation_defaults)
     config = InferConfig(model=args.model, mode=intervention_mode(prompt), prompt=prompt, settings=settings,
                          condition=condition, batch_size=args.batch_size, seed=args.seed,
                          model_label=args.model_label, score_options=args.score_options or protocol.reading == "logprobs")

@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mode", required=True, choices=MODES)
     g.add_argument("--prompt", help="template name (default: reasoning-v1 / direct-v1; seed-reasoning, "
                    "seed-direct are the earlier scripts' prompts)")
-    g.add_argument("--max-new-tokens", type=int, help="default: the template's")
+    g.add_argument("--max-new-tokens", type=int, help="default: the template's (AF3 reasoning: at least 2048)")
+    g.add_argument("--generation-defaults", choices=("clean", "checkpoint"), default="clean",
+                   help="clean (default): every decoding field of the checkpoint's generation_config.json reset to "
+                        "transformers' defaults, then the model's official values; checkpoint: the released config")
     g.add_argument("--min-new-tokens", type=int, default=0, help=argparse.SUPPRESS)
     g.add_argument("--num-runs", type=int, default=1, help="runs per item (needs --sample when > 1)")
     g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
@@ -90,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     from toolkit.infer import InferConfig, run_inference
     from toolkit.manifest import read_manifest
     from toolkit.models.base import GenerationSettings, LoadOptions
-    from toolkit.models.registry import load_backend
+    from toolkit.models.registry import get_backend_class, load_backend
     from toolkit.perturb import parse_condition
     from toolkit.perturb.hints import hints_from_args
     from toolkit.perturb.inject import needs_hints
@@ -128,9 +131,10 @@ def _run(args: argparse.Namespace) -> int:
               f"--condition {condition} would apply a second one. Use the clean manifest with --condition, "
               "or this one without it.", file=sys.stderr)
         return EXIT_BAD_INPUT
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens or prompt.max_new_tokens, do_sample=args.sample,
-                                  temperature=args.temperature, top_p=args.top_p, num_beams=args.num_beams,
-                                  min_new_tokens=args.min_new_tokens)
+    budget = args.max_new_tokens or get_backend_class(args.model).default_max_new_tokens(prompt)
+    settings = GenerationSettings(max_new_tokens=budget, do_sample=args.sample, temperature=args.temperature,
+                                  top_p=args.top_p, num_beams=args.num_beams, min_new_tokens=args.min_new_tokens,
+                                  defaults=args.generation_defaults)
     config = InferConfig(model=args.model, mode=args.mode, prompt=prompt, settings=settings, condition=condition,
                          num_runs=args.num_runs, batch_size=args.batch_size, seed=args.seed,
                          score_options=args.score_options, model_label=args.model_label)

@@ -63,7 +63,7 @@ class ContinuationRunner(Runner):
         user, prefix, turns = template.place(render_user_text(template, unit.item), given)
         return Request(item=unit.item, run=unit.run, user_text=user, audio=audio, assistant_prefix=prefix,
                        turns=turns, audio_after_text=template.audio_after_text, perturbation=perturbation,
-                       injected=given)
+                       injected=given, mode=template.mode)
 
     def row(self, unit: WorkUnit, out: Any, seconds: float) -> ResultRow:
         return super().row(unit, out, seconds).replace(variant=unit.variant.key)

@@ -333,9 +333,17 @@ class Rewriter:
         if settings.do_sample:
             torch.manual_seed(settings.seed)
         with torch.inference_mode():
-            out = self.model.generate(**inputs, pad_token_id=self.tokenizer.pad_token_id, **settings.generate_kwargs())
+            out = self.model.generate(**inputs, generation_config=self.decoding(settings))
         new = out[:, inputs["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def decoding(self, settings: GenerationSettings) -> Any:
+        """The ``GenerationConfig`` of ``settings`` over the rewriter's own (:mod:`toolkit.models.generation`)."""
+        from toolkit.models.generation import generation_config
+
+        config = generation_config(self.model.generation_config, settings)
+        config.pad_token_id = self.tokenizer.pad_token_id
+        return config
 
     def describe(self) -> Dict[str, Any]:
         """Rewriter facts for the cache's sidecar."""

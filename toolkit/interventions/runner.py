@@ -165,7 +165,7 @@ class ConditionRunner(Runner):
             injected = variant.reasoning
         return Request(item=unit.item, run=unit.run, user_text=user, audio=audio, assistant_prefix=prefix,
                        turns=turns, audio_after_text=template.audio_after_text, perturbation=perturbation,
-                       injected=injected if not variant.direct else "")
+                       injected=injected if not variant.direct else "", mode=template.mode)
 
     def row(self, unit: WorkUnit, out: Optional[Generation], seconds: float) -> ResultRow:
         row = super().row(unit, out, seconds)

@@ -30,7 +30,7 @@ _REWRITER_KEYS = {"path", "device", "dtype", "batch_size"}
 _MODEL_KEYS = {"name", "backend", "path", "tiny", "batch_size", "setup", "python", "load", "generation", "prompts"}
 _PROMPT_KEYS = ("reasoning", "direct", "conditioned")
 _DATASET_KEYS = {"name", "manifest", "data_root", "shards", "demo"}
-_GENERATION_KEYS = {"max_new_tokens", "sample", "temperature", "top_p", "num_beams"}
+_GENERATION_KEYS = {"max_new_tokens", "sample", "temperature", "top_p", "num_beams", "defaults"}
 _LOAD_KEYS = {f.name for f in dataclasses.fields(LoadOptions)}
 
 
@@ -243,6 +243,13 @@ def _name_ok(check: _Checker, where: str, name: Any) -> bool:
     return True
 
 
+def _check_defaults(check: _Checker, where: str, generation: Mapping[str, Any]) -> None:
+    from toolkit.models.generation import GENERATION_DEFAULTS
+
+    if isinstance(generation, Mapping) and generation.get("defaults", "clean") not in GENERATION_DEFAULTS:
+        check.add(f"{where}.defaults", f"must be one of {', '.join(GENERATION_DEFAULTS)}, not {generation['defaults']!r}")
+
+
 def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, Any], base: Path) -> Optional[ModelSpec]:
     from toolkit.models.registry import backend_names, has_tiny
 
@@ -270,6 +277,7 @@ def _parse_model(check: _Checker, where: str, raw: Any, defaults: Mapping[str, A
         load["adapter"] = str(_resolve(base, load["adapter"]))
     generation = raw.get("generation") or {}
     check.keys(f"{where}.generation", generation, _GENERATION_KEYS)
+    _check_defaults(check, f"{where}.generation", generation)
     setup = raw.get("setup") or []
     if isinstance(setup, str) or not all(isinstance(s, str) for s in setup):
         check.add(where, "setup must be a list of shell lines")
@@ -480,6 +488,7 @@ def load_sweep(path: Pathlike, check_files: bool = True) -> Sweep:
     defaults = {"batch_size": raw.get("batch_size", 8)}
     generation = raw.get("generation") or {}
     check.keys("generation", generation, _GENERATION_KEYS)
+    _check_defaults(check, "generation", generation)
     models = [_parse_model(check, f"models[{i}]", m, defaults, base) for i, m in enumerate(raw.get("models") or [])]
     default_shards = check.positive_int("shards", raw.get("shards", 1))
     datasets = [_parse_dataset(check, f"datasets[{i}]", d, default_shards, base, check_files)

@@ -143,6 +143,7 @@ def _config(sweep: Sweep, task: Task, unit: Unit) -> Any:
     from toolkit.interventions import parse_intervention
     from toolkit.interventions.protocol import parse_protocol
     from toolkit.models.base import GenerationSettings
+    from toolkit.models.registry import get_backend_class
     from toolkit.prompts import get_prompt
 
     prompts: Mapping[str, str] = {**sweep.prompts, **task.model.prompts}
@@ -153,9 +154,10 @@ def _config(sweep: Sweep, task: Task, unit: Unit) -> Any:
     else:
         prompt = get_prompt(prompts[unit.mode])
     gen = {**sweep.generation, **task.model.generation}
-    settings = GenerationSettings(max_new_tokens=gen.get("max_new_tokens") or prompt.max_new_tokens,
-                                  do_sample=bool(gen.get("sample", False)), temperature=gen.get("temperature", 1.0),
-                                  top_p=gen.get("top_p", 1.0), num_beams=gen.get("num_beams", 1))
+    budget = gen.get("max_new_tokens") or get_backend_class(task.model.backend).default_max_new_tokens(prompt)
+    settings = GenerationSettings(max_new_tokens=budget, do_sample=bool(gen.get("sample", False)),
+                                  temperature=gen.get("temperature", 1.0), top_p=gen.get("top_p", 1.0),
+                                  num_beams=gen.get("num_beams", 1), defaults=gen.get("defaults", "clean"))
     reading = parse_protocol(unit.protocol).reading if unit.protocol else "text"
     return InferConfig(model=task.model.backend, model_label=task.model.name, mode=unit.mode, prompt=prompt,
                        settings=settings, condition=unit.condition, num_runs=sweep.runs,

@@ -20,6 +20,7 @@ generation config samples by default; the toolkit always passes explicit setting
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -27,7 +28,7 @@ from typing import Any, Dict, List, Optional
 from toolkit.audio import TARGET_SR
 from toolkit.errors import Pathlike
 from toolkit.models import tiny
-from toolkit.models.base import LoadOptions
+from toolkit.models.base import LoadOptions, Request
 from toolkit.models.hf_chat import HFChatBackend
 from toolkit.models.registry import register_backend
 
@@ -43,6 +44,12 @@ _ENCODER_NAMES = {"encoder_layers": "num_hidden_layers", "encoder_attention_head
                   "encoder_ffn_dim": "intermediate_size", "d_model": "hidden_size"}
 #: Modules the tiny AF-Think LoRA adapts (the language model's, as the release's adapter).
 THINK_TARGET_MODULES = r".*language_model.*\.(q_proj|v_proj)"
+#: The official trigger of AF-Think's reasoning (NVIDIA/audio-flamingo README, branch audio_flamingo_3: "Add the
+#: suffix ... to the prompt for activating AF3's thinking capabilities"), appended after one space.
+THINK_SUFFIX = "Please think and reason about the input audio before you respond."
+#: The reasoning budget of AF3 models: the original study's AF3 reasoning outputs (5,997) run to 457 words
+#: (~720 tokens; 99 % under 126 words); the official conversion allows 2048 new tokens, which is taken.
+REASONING_MAX_NEW_TOKENS = 2048
 
 
 def to_model_keys(state: Dict[str, Any], own_keys: set) -> Dict[str, Any]:
@@ -73,6 +80,15 @@ class AF3Backend(HFChatBackend):
     name = "af3"
     model_class = "AudioFlamingo3ForConditionalGeneration"
     max_audio_seconds: Optional[float] = 600.0
+    official_source = ("nvidia/audio-flamingo-3-hf model card and transformers' AudioFlamingo3 docs: the "
+                       "checkpoint's generation_config with max_new_tokens chosen per call; greedy here unless "
+                       "asked (--generation-defaults checkpoint keeps the release's)")
+
+    @classmethod
+    def default_max_new_tokens(cls, template: Any) -> int:
+        """Reasoning templates get :data:`REASONING_MAX_NEW_TOKENS` at least (AF3's chains run long)."""
+        budget = int(template.max_new_tokens)
+        return max(budget, REASONING_MAX_NEW_TOKENS) if template.mode == "reasoning" else budget
 
     def encode(self, texts: List[str], audios: Optional[List[Any]]) -> Any:
         """Left-pad the text only; audio windows are the processor's own."""
@@ -129,6 +145,18 @@ class AF3ThinkBackend(AF3Backend):
     """Audio Flamingo 3 with its ``think/`` adapter (AF-Think)."""
 
     name = "af3-think"
+
+    def conversation(self, request: Request) -> List[Dict[str, Any]]:
+        """The chat turns, with :data:`THINK_SUFFIX` appended to a reasoning prompt that lacks it
+        (without it the think adapter runs untriggered)."""
+        if request.mode == "reasoning" and THINK_SUFFIX not in request.user_text:
+            request = dataclasses.replace(request, user_text=f"{request.user_text.rstrip()} {THINK_SUFFIX}")
+        return super().conversation(request)
+
+    def describe(self) -> Dict[str, Any]:
+        """The base facts plus the think trigger it adds in reasoning mode."""
+        return {**super().describe(), "think_suffix": THINK_SUFFIX,
+                "think_suffix_applies_to": "reasoning prompts that lack it"}
 
     @classmethod
     def after_load(cls, model: Any, model_path: str, options: LoadOptions) -> Any:

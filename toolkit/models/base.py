@@ -38,6 +38,8 @@ class Request:
         injected: the reasoning or hint an intervention put into the prompt (``bin/condition``).
             Real backends never read it (the text is already in the prompt); the
             ``simulated`` backend reacts to it.
+        mode: the mode of the prompt template (``reasoning``, ``direct``, ``conditioned``,
+            ``continue``); a backend may add its official trigger for reasoning (AF-Think).
     """
 
     item: Item
@@ -49,13 +51,17 @@ class Request:
     audio_after_text: bool = False
     perturbation: Dict[str, Any] = field(default_factory=dict)
     injected: Optional[str] = None
+    mode: str = ""
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Explicit decoding settings; always passed in full to ``generate``.
+    """Explicit decoding settings of a run.
 
     Greedy unless ``do_sample``; ``seed`` seeds sampling (per batch, see the runner).
+    ``defaults``: ``clean`` (every decoding field of the checkpoint's generation_config.json
+    reset to transformers' default, then the model's official values, then these) or
+    ``checkpoint`` (the released config, with these budgets); see :mod:`toolkit.models.generation`.
     """
 
     max_new_tokens: int
@@ -65,18 +71,7 @@ class GenerationSettings:
     num_beams: int = 1
     min_new_tokens: int = 0
     seed: int = 0
-
-    def generate_kwargs(self) -> Dict[str, Any]:
-        """Keyword arguments for ``transformers`` ``generate`` (sampling knobs only when sampling)."""
-        kwargs: Dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
-                                  "num_beams": self.num_beams}
-        if self.min_new_tokens:
-            kwargs["min_new_tokens"] = self.min_new_tokens
-        if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        else:  # neutralise sampling defaults some checkpoints ship in generation_config.json
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
+    defaults: str = "clean"
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready settings for sidecars."""
@@ -128,6 +123,10 @@ class Backend(abc.ABC):
 
     name: ClassVar[str] = ""
     max_audio_seconds: ClassVar[Optional[float]] = None
+    #: decoding values of the model's official evaluation code, applied under ``defaults = clean``
+    official_generation: ClassVar[Dict[str, Any]] = {}
+    #: where :attr:`official_generation` comes from
+    official_source: ClassVar[str] = ""
 
     @classmethod
     @abc.abstractmethod
@@ -186,6 +185,17 @@ class Backend(abc.ABC):
     def chat_text(self, request: Request) -> str:
         """The full prompt text the model sees for ``request`` (chat template applied), for sidecars."""
         return request.user_text
+
+    @classmethod
+    def default_max_new_tokens(cls, template: Any) -> int:
+        """The generation budget of a run with ``template`` when none is given: the template's
+        (a backend whose chains run longer raises it for reasoning)."""
+        return int(template.max_new_tokens)
+
+    def effective_generation(self, settings: GenerationSettings) -> Dict[str, Any]:
+        """What the run decodes with, for sidecars: the generation config's fields that differ
+        from transformers' defaults (default: the settings themselves)."""
+        return settings.to_dict()
 
     def describe(self) -> Dict[str, Any]:
         """Model facts for sidecars: path, revision, dtype, device ..."""

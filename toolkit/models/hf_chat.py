@@ -208,6 +208,25 @@ class HFChatBackend(Backend):
             gens.append(Generation(text=self.tokenizer.decode(ids[:n], skip_special_tokens=True), n_new_tokens=n))
         return gens
 
+    #: decoding fields kept from the checkpoint under ``defaults = clean`` (Whisper: its suppress lists)
+    kept_generation_fields: ClassVar[tuple] = ()
+
+    def decoding(self, settings: GenerationSettings) -> Any:
+        """The ``GenerationConfig`` of ``settings`` (:func:`toolkit.models.generation.generation_config`)
+        with the backend's pad id."""
+        from toolkit.models.generation import generation_config
+
+        config = generation_config(self.model.generation_config, settings, self.official_generation,
+                                   self.kept_generation_fields)
+        config.pad_token_id = self.pad_id
+        return config
+
+    def effective_generation(self, settings: GenerationSettings) -> Dict[str, Any]:
+        """The fields of :meth:`decoding` that differ from transformers' defaults."""
+        from toolkit.models.generation import effective
+
+        return effective(self.decoding(settings))
+
     def _option_logprobs(self, first_step_logits: Any, request: Request) -> Dict[str, float]:
         import torch
 
@@ -231,7 +250,7 @@ class HFChatBackend(Backend):
         if settings.do_sample:
             torch.manual_seed(settings.seed)
         with torch.inference_mode():
-            out = self.model.generate(**inputs, **settings.generate_kwargs(), pad_token_id=self.pad_id,
+            out = self.model.generate(**inputs, generation_config=self.decoding(settings),
                                       return_dict_in_generate=True, output_logits=score_options)
         gens = self._generations(out.sequences[:, prepared.prompt_length:].tolist())
         if score_options:

@@ -85,6 +85,8 @@ class WhisperBackend(HFChatBackend):
     name = "whisper"
     model_class = "WhisperForConditionalGeneration"
     max_audio_seconds: Optional[float] = 30.0
+    # Whisper's suppress lists are part of its decoding (openai/whisper decoding.py suppresses the same tokens)
+    kept_generation_fields = ("suppress_tokens", "begin_suppress_tokens")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -151,8 +153,8 @@ class WhisperBackend(HFChatBackend):
         if settings.do_sample:
             torch.manual_seed(settings.seed)
         with torch.inference_mode():
-            new = self.model.generate(**inputs, **settings.generate_kwargs(), **self._generate_kwargs(prompt),
-                                      pad_token_id=self.pad_id)
+            new = self.model.generate(**inputs, generation_config=self.decoding(settings),
+                                      **self._generate_kwargs(prompt))
         return self._generations(new.tolist())
 
     def describe(self) -> Dict[str, Any]:

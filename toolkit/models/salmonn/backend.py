@@ -31,6 +31,7 @@ they do not depend on the beams.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -59,6 +60,11 @@ class SalmonnBackend(HFChatBackend):
     name = "salmonn"
     model_class = "SalmonnModel"
     max_audio_seconds: Optional[float] = 30.0
+    # the release's min_length=1 over inputs_embeds: no end token at the first step
+    official_generation = {"min_new_tokens": 1}
+    official_source = ("bytedance/SALMONN (branch salmonn) configs/decode_config.yaml and models/salmonn.py "
+                       "generate: num_beams 4, do_sample False, min_length 1, max_new_tokens 200, repetition and "
+                       "length penalty 1.0")
     audio_tokens_per_second = 88 / 30.0  # only sorts batches: the audio always takes 88 positions
 
     def __init__(self, model: Any, processor: SalmonnProcessor, model_path: str, device: str, dtype: Any,
@@ -165,12 +171,11 @@ class SalmonnBackend(HFChatBackend):
             mask[index, length - len(row):] = 1
         return embeds, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
-    def decoding(self, settings: GenerationSettings) -> Dict[str, Any]:
-        """``generate`` arguments: the settings, with the layout's beams for a default greedy request."""
-        kwargs = settings.generate_kwargs()
+    def decoding(self, settings: GenerationSettings) -> Any:
+        """The generation config: the settings, with the layout's beams for a default greedy request."""
         if not settings.do_sample and settings.num_beams == 1:
-            kwargs["num_beams"] = self.layout.num_beams
-        return kwargs
+            settings = dataclasses.replace(settings, num_beams=self.layout.num_beams)
+        return super().decoding(settings)
 
     def generate(self, prepared: Prepared, settings: GenerationSettings, score_options: bool = False) -> List[Generation]:
         """Generate for a prepared batch; see :meth:`Backend.generate` and the module docstring (beams)."""
@@ -181,7 +186,7 @@ class SalmonnBackend(HFChatBackend):
             torch.manual_seed(settings.seed)
         with torch.inference_mode():
             embeds, mask, positions = self._prompt_embeddings(inputs)
-            out = self.model.generate(embeds, mask, **self.decoding(settings), pad_token_id=self.pad_id)
+            out = self.model.generate(embeds, mask, generation_config=self.decoding(settings))
             gens = self._generations(out.tolist())
             if score_options:
                 last = self.model(embeds, mask, positions)[:, -1]
