@@ -206,6 +206,16 @@ class Runner:
         return Request(item=unit.item, run=unit.run, user_text=user, audio=audio, assistant_prefix=prefix, turns=turns,
                        perturbation=perturbation, audio_after_text=template.audio_after_text, mode=template.mode)
 
+    def probe_request(self, item: Item) -> Request:
+        """``item``'s request as a plain run of ``config.prompt`` builds it, for sidecars and
+        ``bin/infer --explain``: its audio when it loads, else one second of silence."""
+        unit = WorkUnit(item=item, run=0)
+        try:
+            audio, perturbation = self._audio_for(unit)
+        except (OSError, RuntimeError, ValueError, ConditionError, InputError):
+            audio, perturbation = (None if item.audio is None else np.zeros(TARGET_SR, dtype=np.float32)), {}
+        return Runner.make_request(self, unit, audio, perturbation)
+
     def build_request(self, unit: WorkUnit) -> None:
         """Fill ``unit.request``, or ``unit.error`` when the item cannot be run."""
         unit.condition = self.config.condition
@@ -418,7 +428,7 @@ def run_shard(runner: Runner, out: Pathlike, shard_items: Sequence[Item], shard:
     """
     out = Path(out)
     with ShardWriter(out, before_open=lambda: check_or_write_sidecar(
-            out, runner.backend, runner.config, shard_items, runner.data_root, shard, manifest)) as writer:
+            out, runner, shard_items, shard, manifest)) as writer:
         units, skipped = plan(writer.done)
         summary = runner.run(units, writer, progress)
     summary.skipped = skipped
@@ -437,9 +447,13 @@ def with_hint_source(config: InferConfig, hints: Optional[HintBank]) -> InferCon
     return dataclasses.replace(config, extra={**(config.extra or {}), "hints": hints.describe()})
 
 
-def check_or_write_sidecar(out: Path, backend: Backend, config: InferConfig, items: Sequence[Item],
-                           data_root: Optional[Path], shard: Tuple[int, int], manifest: Optional[Pathlike]) -> None:
+def check_or_write_sidecar(out: Path, runner: Runner, items: Sequence[Item], shard: Tuple[int, int],
+                           manifest: Optional[Pathlike]) -> None:
     """Write the sidecar of a new result file, or check that an existing one has the same fingerprint.
+
+    The sidecar holds the run's fingerprint, the model's facts (:meth:`Backend.describe`) and
+    its set-up for the shard's first item (:meth:`Backend.setup_facts`: official set-up,
+    effective generation config, dtypes, chat text, token counts).
 
     Raises:
         InputError: ``out`` exists and was written with other settings.
@@ -448,6 +462,7 @@ def check_or_write_sidecar(out: Path, backend: Backend, config: InferConfig, ite
 
     from toolkit.sidecar import sidecar_path, write_sidecar
 
+    backend, config, data_root = runner.backend, runner.config, runner.data_root
     side = sidecar_path(out)
     if out.exists() and side.exists():
         previous = json.loads(side.read_text(encoding="utf-8")).get("params", {}).get("fingerprint")
@@ -456,16 +471,12 @@ def check_or_write_sidecar(out: Path, backend: Backend, config: InferConfig, ite
             raise InputError(f"written with other settings ({', '.join(changed)} differ); use another --out "
                              "or move the file aside", out)
         return
-    chat_text = None
-    if items:
-        probe = Request(item=items[0], run=0, user_text=render_user_text(config.prompt, items[0]),
-                        audio=None if items[0].audio is None else np.zeros(TARGET_SR, dtype=np.float32))
-        chat_text = backend.chat_text(probe)
-    write_sidecar(out, "infer", fingerprint=config.fingerprint(), model=backend.describe(),
-                  generation_effective=backend.effective_generation(config.settings),
+    facts = backend.setup_facts(runner.probe_request(items[0]), config.settings) if items else \
+        {"generation_effective": backend.effective_generation(config.settings)}
+    write_sidecar(out, "infer", fingerprint=config.fingerprint(), model=backend.describe(), **facts,
                   prompt_template={"name": config.prompt.name, "user": config.prompt.user,
                                    "continuation": config.prompt.continuation, "source": config.prompt.source},
-                  first_item_chat_text=chat_text, num_runs=config.num_runs, batch_size=config.batch_size,
+                  num_runs=config.num_runs, batch_size=config.batch_size,
                   manifest=None if manifest is None else str(Path(manifest).resolve()),
                   data_root=None if data_root is None else str(data_root.resolve()),
                   shard=f"{shard[0]}/{shard[1]}", items_in_shard=len(items))

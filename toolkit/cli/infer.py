@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from toolkit.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_common_args, run_cli
 
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--run-dir", type=Path, help="write this shard's file of a run folder instead, where bin/launch "
                      "would (<run-dir>/<model label>/<dataset>/<condition>/<mode>/shard-K-of-N.jsonl), so bin/merge "
                      "checks it")
+    out.add_argument("--explain", action="store_true", help="load the model, print what it would see and decode "
+                     "with for the first item (chat text, token counts, effective generation config, dtypes, "
+                     "adapters, stop ids, the official set-up and its source), and write nothing")
     io.add_argument("--dataset", help="with --run-dir: the dataset's name in the run folder (default: the "
                     "manifest's file name without .jsonl)")
     io.add_argument("--shard", default="0/1", help="K/N: run shard K (0-based) of N, round robin (default: 0/1)")
@@ -153,10 +156,24 @@ def _run(args: argparse.Namespace) -> int:
         out = RunLayout(args.run_dir).shard_path(unit, shard[0])
     backend = load_backend(args.model, args.model_path, options)
     data_root = args.data_root if args.data_root is not None else args.manifest.parent
+    if args.explain:
+        return _explain(items, backend, config, data_root, hints)
     summary = run_inference(items, backend, config, out, data_root, shard=shard, manifest=args.manifest,
                             progress=not args.quiet, hints=hints)
     print(f"{out}: {summary.line()}")
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _explain(items: list, backend: Any, config: Any, data_root: Path, hints: Any) -> int:
+    """Print :func:`toolkit.explain.explain_run` for the first item; exit 2 for an empty manifest."""
+    from toolkit.explain import explain_run, render
+    from toolkit.infer import Runner, with_hint_source
+
+    if not items:
+        print("infer: error: the manifest has no items to explain", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(render(explain_run(Runner(backend, with_hint_source(config, hints), data_root, hints), items[0])))
+    return EXIT_OK
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -332,8 +332,11 @@ class Rewriter:
                                 add_special_tokens=not self.chat).to(self.device)
         if settings.do_sample:
             torch.manual_seed(settings.seed)
-        with torch.inference_mode():
-            out = self.model.generate(**inputs, generation_config=self.decoding(settings))
+        from toolkit.models.generation import decoding_exactly
+
+        config = self.decoding(settings)
+        with torch.inference_mode(), decoding_exactly(self.model, config):
+            out = self.model.generate(**inputs, generation_config=config)
         new = out[:, inputs["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 

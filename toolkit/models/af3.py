@@ -80,6 +80,7 @@ class AF3Backend(HFChatBackend):
     name = "af3"
     model_class = "AudioFlamingo3ForConditionalGeneration"
     max_audio_seconds: Optional[float] = 600.0
+    end_of_turn = "<|im_end|>"
     official_source = ("nvidia/audio-flamingo-3-hf model card and transformers' AudioFlamingo3 docs: the "
                        "checkpoint's generation_config with max_new_tokens chosen per call; greedy here unless "
                        "asked (--generation-defaults checkpoint keeps the release's)")
@@ -160,14 +161,13 @@ class AF3ThinkBackend(AF3Backend):
 
     @classmethod
     def after_load(cls, model: Any, model_path: str, options: LoadOptions) -> Any:
-        """Load ``think/non_lora_trainables.bin`` (strictly mapped), then the ``think/`` LoRA adapter.
+        """Load ``think/non_lora_trainables.bin`` (strictly mapped); the LoRA follows (:meth:`adapter_folders`).
 
         Raises:
             FileNotFoundError: ``think/`` or its files are missing.
             ValueError: a non-LoRA key matches no parameter of the model.
         """
         import torch
-        from peft import PeftModel
 
         think = _think_folder(model_path)
         extra = torch.load(think / "non_lora_trainables.bin", map_location="cpu", weights_only=True)
@@ -175,7 +175,12 @@ class AF3ThinkBackend(AF3Backend):
         if result.unexpected_keys:
             raise ValueError(f"{think / 'non_lora_trainables.bin'}: keys match no parameter: "
                              f"{sorted(result.unexpected_keys)[:5]} ({len(result.unexpected_keys)} in all)")
-        return PeftModel.from_pretrained(model, str(think))
+        return model
+
+    @classmethod
+    def adapter_folders(cls, model_path: str, options: LoadOptions) -> List[str]:
+        """The ``think/`` LoRA, then ``--adapter`` (refused at load: adapters do not stack)."""
+        return [str(_think_folder(model_path))] + super().adapter_folders(model_path, options)
 
     @classmethod
     def build_tiny(cls, folder: Pathlike, **sizes: Any) -> Path:

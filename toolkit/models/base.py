@@ -200,3 +200,28 @@ class Backend(abc.ABC):
     def describe(self) -> Dict[str, Any]:
         """Model facts for sidecars: path, revision, dtype, device ..."""
         return {"backend": self.name}
+
+    def module_dtypes(self) -> Dict[str, str]:
+        """The dtype of each part of the model (audio encoder, projector, language model ...);
+        empty for backends without weights."""
+        return {}
+
+    def token_counts(self, request: Request) -> Dict[str, int]:
+        """How many prompt tokens ``request`` becomes (text, audio ...); empty when not tokenised."""
+        return {}
+
+    def setup_facts(self, request: Request, settings: GenerationSettings) -> Dict[str, Any]:
+        """What the run decodes with and what the model sees, beyond :meth:`describe`: the official
+        set-up, the effective generation config, dtypes per part, and ``request``'s chat text and
+        token counts. Written into every inference sidecar and printed by ``bin/infer --explain``."""
+        return {"official_setup": {"generation": dict(self.official_generation), "source": self.official_source},
+                "generation_effective": self.effective_generation(settings),
+                "module_dtypes": self.module_dtypes(),
+                "first_item_chat_text": self.chat_text(request),
+                "first_item_tokens": self._token_counts_or_error(request)}
+
+    def _token_counts_or_error(self, request: Request) -> Dict[str, Any]:
+        try:
+            return self.token_counts(request)
+        except (OSError, RuntimeError, ValueError) as exc:  # an item the backend cannot take: its row will say so
+            return {"error": f"{type(exc).__name__}: {exc}"}

@@ -19,14 +19,20 @@ apply to a run that asked for greedy decoding (AF3 conversions write ``repetitio
   released, with the run's budget; its sampling/beam fields are replaced only by what the run
   asks for explicitly (``--sample``, ``--num-beams`` > 1).
 
+:func:`decoding_exactly` applies a config: transformers 5 fills every field a passed config
+leaves unset (None) from ``model.generation_config``, the checkpoint's, so passing a clean
+config alone would still apply the release's ``repetition_penalty``, ``top_k``,
+``suppress_tokens``...; the model's own config is swapped for the call.
+
 :func:`effective` is what sidecars record: every field of the config that differs from
 ``GenerationConfig()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 #: how a run treats the checkpoint's generation_config.json
 GENERATION_DEFAULTS = ("clean", "checkpoint")
@@ -94,3 +100,20 @@ def effective(config: Any) -> Dict[str, Any]:
     """Every field of ``config`` that differs from ``GenerationConfig()`` (the sidecar's record)."""
     diff = config.to_diff_dict()
     return {key: value for key, value in diff.items() if key not in ("transformers_version", "_from_model_config")}
+
+
+@contextlib.contextmanager
+def decoding_exactly(model: Any, config: Any) -> Iterator[None]:
+    """Make ``model.generate`` decode with exactly ``config`` for the duration of the block.
+
+    Args:
+        model: the transformers model whose ``generate`` runs (a peft model is unwrapped).
+        config: the config to decode with (also pass it as ``generation_config=``).
+    """
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    released = target.generation_config
+    target.generation_config = config
+    try:
+        yield
+    finally:
+        target.generation_config = released

@@ -16,7 +16,9 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 from toolkit.audio import TARGET_SR
 from toolkit.manifest import letter
+from toolkit.models.adapters import AdapterCheck, load_adapter
 from toolkit.models.base import Backend, Generation, GenerationSettings, LoadOptions, Request
+from toolkit.models.generation import decoding_exactly
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class HFChatBackend(Backend):
 
     model_class: ClassVar[str] = ""
     system_prompt: ClassVar[Optional[str]] = None
+    #: the chat template's end-of-turn token, a stop token whatever generation_config.json lists
+    end_of_turn: ClassVar[Optional[str]] = None
     audio_tokens_per_second: ClassVar[float] = 25.0  # Whisper-style encoders: 100 mel frames/s, 4x down
 
     def __init__(self, model: Any, processor: Any, model_path: str, device: str, dtype: Any) -> None:
@@ -95,6 +99,13 @@ class HFChatBackend(Backend):
         self.pad_id = pad if pad is not None else self.tokenizer.pad_token_id
         if self.pad_id is not None:
             self.stop_ids.add(self.pad_id)
+        if self.end_of_turn is not None:
+            end = self.tokenizer.convert_tokens_to_ids(self.end_of_turn)
+            if end is None or end == self.tokenizer.unk_token_id:
+                raise ValueError(f"{model_path}: the tokenizer has no {self.end_of_turn} token (the chat template's "
+                                 f"end of turn); is this a {self.name} checkpoint?")
+            self.stop_ids.add(end)
+        self.adapter_checks: List[AdapterCheck] = []
 
     # ---- loading ------------------------------------------------------------------------
     @classmethod
@@ -115,13 +126,20 @@ class HFChatBackend(Backend):
         extra = {"attn_implementation": options.attn_implementation} if options.attn_implementation else {}
         model = getattr(transformers, cls.model_class).from_pretrained(model_path, dtype=dtype, **common, **extra)
         model = cls.after_load(model, model_path, options)
-        if options.adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, options.adapter)
+        checks = []
+        for folder in cls.adapter_folders(model_path, options):
+            model, check = load_adapter(model, folder)
+            checks.append(check)
         model.to(device).eval()
         log.info("loaded %s from %s on %s (%s)", cls.model_class, model_path, device, dtype)
-        return cls(model, processor, model_path, device, dtype)
+        backend = cls(model, processor, model_path, device, dtype)
+        backend.adapter_checks = checks
+        return backend
+
+    @classmethod
+    def adapter_folders(cls, model_path: str, options: LoadOptions) -> List[str]:
+        """The PEFT adapters to load on the base model, in order (default: ``--adapter``, if given)."""
+        return [options.adapter] if options.adapter else []
 
     @classmethod
     def load_processor(cls, model_path: str, common: Dict[str, Any]) -> Any:
@@ -219,6 +237,9 @@ class HFChatBackend(Backend):
         config = generation_config(self.model.generation_config, settings, self.official_generation,
                                    self.kept_generation_fields)
         config.pad_token_id = self.pad_id
+        eos = config.eos_token_id if isinstance(config.eos_token_id, list) else \
+            [config.eos_token_id] if config.eos_token_id is not None else []
+        config.eos_token_id = eos + sorted(set(self.stop_ids) - set(eos) - {self.pad_id})
         return config
 
     def effective_generation(self, settings: GenerationSettings) -> Dict[str, Any]:
@@ -250,16 +271,46 @@ class HFChatBackend(Backend):
         if settings.do_sample:
             torch.manual_seed(settings.seed)
         with torch.inference_mode():
-            out = self.model.generate(**inputs, generation_config=self.decoding(settings),
-                                      return_dict_in_generate=True, output_logits=score_options)
+            config = self.decoding(settings)
+            config.update(return_dict_in_generate=True, output_logits=score_options)
+            with decoding_exactly(self.model, config):
+                out = self.model.generate(**inputs, generation_config=config)
         gens = self._generations(out.sequences[:, prepared.prompt_length:].tolist())
         if score_options:
             for row, gen in enumerate(gens):
                 gen.option_logprobs = self._option_logprobs(out.logits[0][row], prepared.requests[row])
         return gens
 
+    def module_dtypes(self) -> Dict[str, str]:
+        """The dtype(s) of each top-level part (transformers 5's ``model`` wrapper opened; adapters unwrapped)."""
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        parts: Dict[str, str] = {}
+        for name, child in model.named_children():
+            grandchildren = list(child.named_children()) if name == "model" else []
+            for part, module in grandchildren or [(name, child)]:
+                dtypes = sorted({str(param.dtype).removeprefix("torch.") for param in module.parameters()})
+                if dtypes:
+                    parts[part] = "+".join(dtypes)
+        return parts
+
+    def token_counts(self, request: Request) -> Dict[str, int]:
+        """Prompt tokens of ``request`` as prepared: all, audio placeholders, text; and mel frames."""
+        inputs = self.prepare([request]).inputs
+        counts: Dict[str, int] = {}
+        if "input_ids" in inputs:
+            ids = inputs["input_ids"][0].tolist()
+            counts["prompt"] = len(ids)
+            audio_token = getattr(self.processor, "audio_token", None)
+            if audio_token is not None:
+                counts["audio"] = ids.count(self.tokenizer.convert_tokens_to_ids(audio_token))
+                counts["text"] = len(ids) - counts["audio"]
+        if "input_features" in inputs:
+            counts["mel_frames"] = int(inputs["input_features"].shape[-1])
+        return counts
+
     def describe(self) -> Dict[str, Any]:
         """Model class, path, resolved commit (when the folder is a hub snapshot), dtype, device."""
         return {"backend": self.name, "model_class": self.model_class, "model_path": self.model_path,
                 "revision": getattr(self.model.config, "_commit_hash", None), "dtype": str(self.dtype),
-                "device": self.device, "system_prompt": self.system_prompt}
+                "device": self.device, "system_prompt": self.system_prompt, "stop_ids": sorted(self.stop_ids),
+                "adapters": [check.to_dict() for check in self.adapter_checks]}

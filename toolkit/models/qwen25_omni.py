@@ -10,8 +10,10 @@ processor is a ``Qwen2AudioProcessor`` built from three files every Omni folder 
 tokenizer (``AutoTokenizer``; the real folder also has ``vocab.json``/``merges.txt``),
 ``preprocessor_config.json`` (``WhisperFeatureExtractor``: 128 mel bins, ``chunk_length``
 300, so clips are padded to 300 s and longer ones are cut and flagged; the file's
-image-processor keys are ignored) and ``chat_template.json`` (the tokenizer's own template is
-a fallback only). It produces the same ``input_ids``, ``attention_mask``, ``input_features``
+image-processor keys are ignored) and the chat template (``chat_template.json``, else
+``chat_template.jinja``, else the tokenizer's; a folder whose template is not Omni's is
+refused, see :func:`omni_chat_template`). ``<|im_end|>`` is a stop token whatever
+``generation_config.json`` lists. It produces the same ``input_ids``, ``attention_mask``, ``input_features``
 and ``feature_attention_mask`` as the Omni processor's own ``__call__`` for audio + text
 (tested in ``tests/test_tiny_models.py``). System prompt: the one the model card
 recommends. Greedy decoding (``do_sample=False``) unless sampling is asked for.
@@ -28,6 +30,12 @@ from toolkit.models import tiny
 from toolkit.models.hf_chat import HFChatBackend
 from toolkit.models.registry import register_backend
 
+#: what marks an Omni chat template: audio and vision placeholders (Qwen2-Audio's template has
+#: the audio ones only, Qwen2.5's text template neither)
+OMNI_TEMPLATE_MARKS = ("<|audio_bos|>", "<|vision_bos|>")
+#: where a hub folder keeps a processor's chat template, in transformers' order of preference
+TEMPLATE_FILES = ("chat_template.json", "chat_template.jinja")
+
 OMNI_SYSTEM_PROMPT = ("You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of "
                       "perceiving auditory and visual inputs, as well as generating text and speech.")
 
@@ -40,6 +48,7 @@ class Qwen25OmniBackend(HFChatBackend):
     model_class = "Qwen2_5OmniThinkerForConditionalGeneration"
     system_prompt = OMNI_SYSTEM_PROMPT
     max_audio_seconds: Optional[float] = 300.0
+    end_of_turn = "<|im_end|>"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,17 +56,13 @@ class Qwen25OmniBackend(HFChatBackend):
 
     @classmethod
     def load_processor(cls, model_path: str, common: Dict[str, Any]) -> Any:
-        """Tokenizer + WhisperFeatureExtractor + ``chat_template.json`` of the Omni folder."""
+        """Tokenizer + WhisperFeatureExtractor + the Omni chat template (:func:`omni_chat_template`)."""
         from transformers import AutoTokenizer, Qwen2AudioProcessor, WhisperFeatureExtractor
-        from transformers.utils import cached_file
 
         tokenizer = AutoTokenizer.from_pretrained(model_path, **common)
         features = WhisperFeatureExtractor.from_pretrained(model_path, **common)
-        template_file = cached_file(model_path, "chat_template.json", _raise_exceptions_for_missing_entries=False,
-                                    local_files_only=common.get("local_files_only", False))
-        template = json.loads(open(template_file, encoding="utf-8").read())["chat_template"] if template_file \
-            else tokenizer.chat_template
-        return Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=template)
+        return Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer,
+                                   chat_template=omni_chat_template(model_path, tokenizer.chat_template, common))
 
     @classmethod
     def build_tiny(cls, folder: Pathlike, **sizes: Any) -> Path:
@@ -148,3 +153,44 @@ class Qwen25OmniBackend(HFChatBackend):
         (path / "chat_template.json").write_text(json.dumps({"chat_template": tiny.OMNI_CHAT_TEMPLATE}, indent=2)
                                                  + "\n", encoding="utf-8")
         return path
+
+
+def omni_chat_template(model_path: str, tokenizer_template: Optional[str], common: Dict[str, Any]) -> str:
+    """The folder's Qwen2.5-Omni chat template, read where the hub keeps it.
+
+    ``chat_template.json`` (``{"chat_template": ...}``, the released layout), then
+    ``chat_template.jinja`` (the layout transformers writes today), then the tokenizer's own
+    template. The first one found must be an Omni template (:data:`OMNI_TEMPLATE_MARKS`): a
+    processor given none silently renders Qwen2-Audio's default template ("Audio 1: ..." and
+    another system prompt), and the model does not see the prompt it was trained with.
+
+    Args:
+        model_path: the Omni folder or hub id.
+        tokenizer_template: the tokenizer's ``chat_template`` (None when it has none).
+        common: the ``from_pretrained`` keyword arguments (``local_files_only``).
+
+    Returns:
+        The template text.
+
+    Raises:
+        ValueError: no template, or the first found is not an Omni template (names the file).
+    """
+    from transformers.utils import cached_file
+
+    for name in TEMPLATE_FILES:
+        found = cached_file(model_path, name, _raise_exceptions_for_missing_entries=False,
+                            local_files_only=common.get("local_files_only", False))
+        if found:
+            text = Path(found).read_text(encoding="utf-8")
+            template = json.loads(text)["chat_template"] if name.endswith(".json") else text
+            source = found
+            break
+    else:
+        template, source = tokenizer_template, f"{model_path} (the tokenizer's chat_template)"
+    if not template:
+        raise ValueError(f"{model_path}: no chat template ({', '.join(TEMPLATE_FILES)} or the tokenizer's); "
+                         f"copy the released chat_template.json of Qwen2.5-Omni into the folder")
+    if not all(mark in template for mark in OMNI_TEMPLATE_MARKS):
+        raise ValueError(f"{source}: not a Qwen2.5-Omni chat template (it lacks {' or '.join(OMNI_TEMPLATE_MARKS)}); "
+                         f"copy the released chat_template.json of Qwen2.5-Omni into the folder")
+    return template

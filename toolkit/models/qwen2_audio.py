@@ -26,6 +26,7 @@ class Qwen2AudioBackend(HFChatBackend):
     name = "qwen2-audio"
     model_class = "Qwen2AudioForConditionalGeneration"
     max_audio_seconds: Optional[float] = 30.0
+    end_of_turn = "<|im_end|>"
     official_generation = {"min_new_tokens": 1}
     official_source = ("QwenLM/Qwen2-Audio eval_audio/evaluate_*.py: generate(max_new_tokens=256, min_new_tokens=1, "
                        "do_sample=False)")

@@ -28,6 +28,7 @@ from toolkit.audio import TARGET_SR
 from toolkit.errors import InputError, Pathlike
 from toolkit.models import tiny
 from toolkit.models.base import Generation, GenerationSettings, Request
+from toolkit.models.generation import decoding_exactly
 from toolkit.models.hf_chat import HFChatBackend, Prepared
 from toolkit.models.registry import register_backend
 
@@ -152,9 +153,9 @@ class WhisperBackend(HFChatBackend):
         inputs = self._to_device(prepared.inputs)
         if settings.do_sample:
             torch.manual_seed(settings.seed)
-        with torch.inference_mode():
-            new = self.model.generate(**inputs, generation_config=self.decoding(settings),
-                                      **self._generate_kwargs(prompt))
+        config = self.decoding(settings)
+        with torch.inference_mode(), decoding_exactly(self.model, config):
+            new = self.model.generate(**inputs, generation_config=config, **self._generate_kwargs(prompt))
         return self._generations(new.tolist())
 
     def describe(self) -> Dict[str, Any]:
