@@ -50,20 +50,29 @@ def audio_info(path: Pathlike) -> AudioInfo:
     return AudioInfo(sample_rate=int(info.samplerate), frames=int(info.frames), channels=int(info.channels))
 
 
-def to_mono_16k(samples: np.ndarray, sample_rate: int, target_sr: int = TARGET_SR) -> np.ndarray:
-    """Average channels and resample (soxr, high quality) to ``target_sr``.
+#: how a multi-channel file becomes mono: ``mean`` (librosa's ``mono=True``, what Qwen2-Audio's and
+#: AF3's official examples load) or ``first`` (SALMONN's official ``audio[:, 0]``)
+CHANNEL_POLICIES = ("mean", "first")
+
+
+def to_mono_16k(samples: np.ndarray, sample_rate: int, target_sr: int = TARGET_SR,
+                channels: str = "mean") -> np.ndarray:
+    """Make mono (see :data:`CHANNEL_POLICIES`) and resample (soxr, high quality) to ``target_sr``.
 
     Args:
         samples: (frames,) or (frames, channels) array.
         sample_rate: rate of ``samples``.
         target_sr: wanted rate.
+        channels: ``mean`` (average the channels) or ``first`` (keep channel 0).
 
     Returns:
         A contiguous float32 (frames,) array. Deterministic for the same input.
     """
+    if channels not in CHANNEL_POLICIES:
+        raise ValueError(f"channels must be one of {', '.join(CHANNEL_POLICIES)}, not {channels!r}")
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim == 2:
-        x = x.mean(axis=1, dtype=np.float32)
+        x = x.mean(axis=1, dtype=np.float32) if channels == "mean" else x[:, 0]
     if sample_rate != target_sr:
         import soxr
 
@@ -71,12 +80,13 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int, target_sr: int = TARGET_S
     return np.ascontiguousarray(x)
 
 
-def load_audio(path: Pathlike, target_sr: int = TARGET_SR) -> np.ndarray:
+def load_audio(path: Pathlike, target_sr: int = TARGET_SR, channels: str = "mean") -> np.ndarray:
     """Decode an audio file to mono float32 at ``target_sr``.
 
     Args:
         path: the file.
         target_sr: output sample rate (16 kHz, what all supported models take).
+        channels: how several channels become one (:data:`CHANNEL_POLICIES`).
 
     Returns:
         (frames,) float32 array in [-1, 1] for PCM input.
@@ -84,7 +94,7 @@ def load_audio(path: Pathlike, target_sr: int = TARGET_SR) -> np.ndarray:
     if not os.path.exists(path):
         raise FileNotFoundError(f"audio file not found: {path}")
     samples, sr = sf.read(str(path), dtype="float32", always_2d=False)
-    return to_mono_16k(samples, sr, target_sr)
+    return to_mono_16k(samples, sr, target_sr, channels)
 
 
 def save_audio(path: Pathlike, samples: np.ndarray, sample_rate: int = TARGET_SR, fmt: str = "float") -> Path:

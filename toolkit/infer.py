@@ -175,7 +175,11 @@ class Runner:
         path = resolve_audio(item, self.data_root)
         if path is None:
             return None, {}
-        x = load_audio(path)
+        x = load_audio(path, channels=self.backend.channel_policy)
+        if x.size == 0:
+            raise InputError("the audio has no samples (a header-only file)", path)
+        if not np.isfinite(x).all():
+            raise InputError(f"the audio has {int(np.count_nonzero(~np.isfinite(x)))} NaN or infinite samples", path)
         if "condition" in item.meta:  # a perturbed manifest: the file already is the condition
             unit.condition = str(item.meta["condition"])
             perturbation = dict(item.meta.get("perturbation", {}))

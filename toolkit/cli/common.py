@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from typing import Callable, Optional, Sequence
@@ -14,6 +15,12 @@ log = logging.getLogger("toolkit")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+
+#: write failures a stage reports in one line (exit 2) instead of a traceback
+_WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file size limit is reached",
+                 errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the file system is read-only",
+                 errno.EACCES: "permission denied", errno.EPERM: "not permitted (immutable?)",
+                 errno.EISDIR: "is a folder"}
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -53,4 +60,10 @@ def run_cli(
         return body(args)
     except (InputError, FileNotFoundError, NotADirectoryError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        print(f"{parser.prog}: error: {exc.filename or 'output'}: {_WRITE_ERRNOS[exc.errno]} ({exc.strerror}); "
+              "rows already written are kept and a rerun of the same command resumes", file=sys.stderr)
         return EXIT_BAD_INPUT

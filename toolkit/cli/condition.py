@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from toolkit.cli.checks import run_problems
     from toolkit.infer import InferConfig
     from toolkit.interventions import parse_intervention
     from toolkit.interventions.rewrite import RewriteIntervention, ensure_rewrites
@@ -129,6 +130,11 @@ def _run(args: argparse.Namespace) -> int:
     from toolkit.prompts import get_prompt
     from toolkit.runs import parse_shard, select_shard
 
+    problems = run_problems(args)
+    if problems:
+        for problem in problems:
+            print(f"condition: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         intervention = parse_intervention(args.intervention)
         shard = parse_shard(args.shard)
@@ -158,6 +164,9 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_BAD_INPUT
     items = read_manifest(args.manifest)
+    if not items:
+        print(f"condition: error: --manifest {args.manifest}: no items", file=sys.stderr)
+        return EXIT_BAD_INPUT
     baselines = load_baselines(args.results, items)
     condition = _condition(args, condition, baseline_condition(baselines, args.results))
     if rewrites:

@@ -101,9 +101,10 @@ def _run(args: argparse.Namespace) -> int:
     from toolkit.perturb.hints import hints_from_args
     from toolkit.perturb.inject import needs_hints
     from toolkit.prompts import get_prompt
+    from toolkit.cli.checks import run_problems
     from toolkit.runs import RunLayout, Unit, parse_shard
 
-    problems = []
+    problems = run_problems(args)
     if args.dataset and not args.run_dir:
         problems.append("--dataset goes with --run-dir")
     if args.num_runs < 1 or args.batch_size < 1:
@@ -128,6 +129,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"infer: error: prompt {prompt.name!r} is a {prompt.mode} prompt, not {args.mode}", file=sys.stderr)
         return EXIT_BAD_INPUT
     items = read_manifest(args.manifest)
+    if not items:
+        print(f"infer: error: --manifest {args.manifest}: no items", file=sys.stderr)
+        return EXIT_BAD_INPUT
     applied = sorted({str(it.meta["condition"]) for it in items if "condition" in it.meta})
     if applied and condition != "clean":
         print(f"infer: error: {args.manifest} is a perturbed manifest (condition {', '.join(applied)}); "

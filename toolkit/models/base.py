@@ -123,6 +123,10 @@ class Backend(abc.ABC):
 
     name: ClassVar[str] = ""
     max_audio_seconds: ClassVar[Optional[float]] = None
+    #: whether ``load`` needs a ``--model-path`` (checked before anything is loaded or written)
+    needs_model_path: ClassVar[bool] = True
+    #: how the runner makes a stereo file mono for this model (:data:`toolkit.audio.CHANNEL_POLICIES`)
+    channel_policy: ClassVar[str] = "mean"
     #: decoding values of the model's official evaluation code, applied under ``defaults = clean``
     official_generation: ClassVar[Dict[str, Any]] = {}
     #: where :attr:`official_generation` comes from

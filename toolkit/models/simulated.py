@@ -90,6 +90,7 @@ class SimulatedBackend(Backend):
 
     name = "simulated"
     max_audio_seconds = 30.0
+    needs_model_path = False
 
     def __init__(self, params: SimulatedParams) -> None:
         self.params = params

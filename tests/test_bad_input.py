@@ -1,0 +1,125 @@
+"""Bad input to the model stages: one line on stderr, exit 2, nothing written; bad audio: an error row.
+
+Each case is what a new user tried (issue 16): a folder where a file goes, an unknown
+backend, a missing model path, a negative budget, an empty manifest, an output folder
+that cannot be written, a disk that fills up.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from toolkit.cli.condition import main as condition_main
+from toolkit.cli.infer import main as infer_main
+from toolkit.data.demo import prepare_demo
+from toolkit.manifest import Item, write_manifest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> dict:
+    """A small demo manifest, an empty one, a folder, and a simulated reasoning baseline."""
+    root = tmp_path_factory.mktemp("bad-input")
+    manifest = write_manifest(root / "data" / "m.jsonl", prepare_demo(root / "data", items_per_task=1, seed=1))
+    empty = write_manifest(root / "data" / "empty.jsonl", [])
+    baseline = root / "baseline.jsonl"
+    assert infer_main(["--manifest", str(manifest), "--model", "simulated", "--mode", "reasoning", "--out",
+                       str(baseline), "-q"]) == 0
+    (root / "folder").mkdir()
+    return {"manifest": manifest, "empty": empty, "folder": root / "folder", "baseline": baseline}
+
+
+INFER_CASES = {
+    "manifest is a folder": (["--manifest", "{folder}"], "--manifest {folder}: is a folder"),
+    "out is a folder": (["--out", "{folder}"], "--out {folder}: is a folder"),
+    "unknown backend": (["--model", "qwen3-audio"], "unknown model 'qwen3-audio'. Did you mean 'qwen2-audio'?"),
+    "no model path": (["--model", "qwen2-audio"], "model 'qwen2-audio' needs one"),
+    "missing model path": (["--model", "qwen2-audio", "--model-path", "/models/nope"],
+                           "--model-path /models/nope: no such folder"),
+    "negative budget": (["--max-new-tokens", "-5"], "--max-new-tokens must be at least 1, not -5"),
+    "empty manifest": (["--manifest", "{empty}"], "--manifest {empty}: no items"),
+}
+
+
+def _args(base: dict, override: list, study: dict) -> list:
+    merged = dict(base)
+    for flag, value in zip(override[::2], override[1::2]):
+        merged[flag] = value.format(**study)
+    return [part for flag, value in merged.items() for part in (flag, value)]
+
+
+@pytest.mark.parametrize("case", sorted(INFER_CASES))
+def test_infer_refuses_bad_input_in_one_line_and_writes_nothing(case, study, tmp_path, capsys):
+    override, message = INFER_CASES[case]
+    out = tmp_path / "out" / "r.jsonl"
+    base = {"--manifest": str(study["manifest"]), "--model": "simulated", "--mode": "direct", "--out": str(out)}
+    before = sorted(study["folder"].parent.rglob("*"))
+    assert infer_main([*_args(base, override, study), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.format(**study) in err[0], err
+    assert not (tmp_path / "out").exists() and sorted(study["folder"].parent.rglob("*")) == before
+
+
+@pytest.mark.parametrize("case", ["manifest is a folder", "out is a folder", "unknown backend", "negative budget",
+                                  "empty manifest", "results is a folder"])
+def test_condition_refuses_bad_input_in_one_line_and_writes_nothing(case, study, tmp_path, capsys):
+    override, message = INFER_CASES.get(case, (["--results", "{folder}"], "--results {folder}: is a folder"))
+    out = tmp_path / "out" / "c.jsonl"
+    base = {"--manifest": str(study["manifest"]), "--results": str(study["baseline"]), "--model": "simulated",
+            "--intervention": "truncate", "--out": str(out)}
+    assert condition_main([*_args(base, override, study), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.format(**study) in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_runs(study, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        assert infer_main(["--manifest", str(study["manifest"]), "--model", "simulated", "--mode", "direct",
+                           "--out", str(locked / "r.jsonl"), "-q"]) == 2
+        assert f"--out {locked / 'r.jsonl'}: cannot write in {locked}" in capsys.readouterr().err
+        assert not any(locked.iterdir())
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_a_rerun_resumes(tmp_path):
+    manifest = write_manifest(tmp_path / "data" / "m.jsonl", prepare_demo(tmp_path / "data", items_per_task=10, seed=2))
+    out = tmp_path / "r.jsonl"
+    command = [sys.executable, str(REPO / "bin" / "infer"), "--manifest", str(manifest), "--model",
+               "simulated", "--mode", "reasoning", "--out", str(out), "-q"]
+    full = subprocess.run(["bash", "-c", 'ulimit -f 8; exec "$@"', "bash", *command], capture_output=True, text=True)
+    assert full.returncode == 2, full.stderr
+    assert full.stderr.strip().count("\n") == 0 and "the file size limit is reached" in full.stderr
+    assert 0 < out.stat().st_size <= 8192  # rows up to the limit were written
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len({row["id"] for row in rows}) == len(rows) == 30 and all(row["error"] is None for row in rows)
+
+
+def test_audio_without_samples_or_with_nan_becomes_an_error_row(tmp_path):
+    sf.write(tmp_path / "ok.wav", 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
+    sf.write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan, 0.2] * 1000, dtype=np.float32), 16000, subtype="FLOAT")
+    items = [Item(id=name, dataset="t", audio=f"{name}.wav", question="Is it a tone?", choices=["yes", "no"],
+                  answer=0) for name in ("ok", "empty", "nan")]
+    manifest = write_manifest(tmp_path / "m.jsonl", items)
+    out = tmp_path / "r.jsonl"
+    assert infer_main(["--manifest", str(manifest), "--model", "simulated", "--mode", "direct", "--out", str(out),
+                       "-q"]) == 1
+    rows = {row["id"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert rows["ok"]["error"] is None
+    assert "the audio has no samples" in rows["empty"]["error"]
+    assert "1000 NaN or infinite samples" in rows["nan"]["error"]
