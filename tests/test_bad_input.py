@@ -8,6 +8,7 @@ that cannot be written, a disk that fills up.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,22 @@ def test_audio_without_samples_or_with_nan_becomes_an_error_row(tmp_path):
     assert rows["ok"]["error"] is None
     assert "the audio has no samples" in rows["empty"]["error"]
     assert "1000 NaN or infinite samples" in rows["nan"]["error"]
+
+
+def test_error_rows_are_retried_on_request_and_the_new_row_wins(tmp_path, capsys):
+    from toolkit.results import read_results
+
+    sf.write(tmp_path / "a.wav", 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
+    items = [Item(id=name, dataset="t", audio=f"{name}.wav", question="Is it a tone?", choices=["yes", "no"],
+                  answer=0) for name in ("a", "b")]
+    manifest = write_manifest(tmp_path / "m.jsonl", items)
+    out = tmp_path / "r.jsonl"
+    command = ["--manifest", str(manifest), "--model", "simulated", "--mode", "direct", "--out", str(out)]
+    assert infer_main(command) == 1  # b.wav is missing
+    shutil.copy(tmp_path / "a.wav", tmp_path / "b.wav")
+    assert infer_main(command) == 0 and "skipped 2" in capsys.readouterr().out  # kept without the flag
+    assert infer_main([*command, "--retry-errors"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in lines] == ["a", "b", "b"] and lines[1]["error"] and lines[2]["error"] is None
+    _, rows = read_results(out)
+    assert [(row.id, row.row.error) for row in rows] == [("a", None), ("b", None)]

@@ -290,3 +290,31 @@ def test_bin_merge_runs_as_a_script(run_dir):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (run_dir / "results.h5").exists()
+
+
+def test_retried_error_rows_supersede_the_errors_in_the_merge(run_dir, pristine):
+    data = pristine.parent.parent / "data"
+    restored = data / "audio" / "absent.wav"
+    write_items = read_manifest(_manifest(run_dir))
+    backend = load_backend("simulated", "accuracy=0.8,seed=0")
+    restored.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(next((data / "audio").glob("*.wav")), restored)
+    try:
+        for condition in CONDITIONS:
+            for mode, budget in MODES.items():
+                config = InferConfig("simulated", mode, get_prompt(f"{mode}-v1"),
+                                     GenerationSettings(max_new_tokens=budget, do_sample=True, temperature=0.7),
+                                     condition=condition, num_runs=RUNS, batch_size=4, score_options=mode == "direct")
+                for k in range(SHARDS):
+                    summary = run_inference(write_items, backend, config, _shard(run_dir, condition, mode, k), data,
+                                            shard=(k, SHARDS), manifest=_manifest(run_dir), progress=False,
+                                            retry_errors=True)
+                    assert summary.failed == 0
+    finally:
+        restored.unlink()
+    report = merge_run(run_dir)
+    assert report.check.complete and report.check.totals()["duplicated"] == 0
+    assert report.check.totals()["errors"] == 0
+    merged = [json.loads(line) for line in _lines(run_dir / "results.jsonl")]
+    retried = [row for row in merged if row["id"] == "demo_no_audio"]
+    assert len(retried) == len(CONDITIONS) * len(MODES) * RUNS and all(row["error"] is None for row in retried)

@@ -373,7 +373,8 @@ def _free_accelerator_memory() -> None:
 
 def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, out: Pathlike,
                   data_root: Optional[Pathlike], shard: Tuple[int, int] = (0, 1), manifest: Optional[Pathlike] = None,
-                  progress: bool = True, hints: Optional[HintBank] = None) -> InferSummary:
+                  progress: bool = True, hints: Optional[HintBank] = None,
+                  retry_errors: bool = False) -> InferSummary:
     """Answer every (item, run) of a shard not yet in ``out``, appending one row each.
 
     Args:
@@ -386,6 +387,8 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
         manifest: the manifest path, for the sidecar.
         progress: show a progress bar.
         hints: spoken hints for an ``inject-...`` ``config.condition``.
+        retry_errors: run (item, run) pairs whose row carries an error again; the new row is
+            appended and supersedes the error row.
 
     Returns:
         Counts; ``failed`` rows carry ``error``.
@@ -405,12 +408,13 @@ def run_inference(items: Sequence[Item], backend: Backend, config: InferConfig, 
     runner = Runner(backend, with_hint_source(config, hints), data_root, hints)
     shard_items = select_shard(list(items), *shard)
     return run_shard(runner, out, shard_items, shard, manifest,
-                     lambda done: plan_units(shard_items, done, config.num_runs, runner.length_hint), progress)
+                     lambda done: plan_units(shard_items, done, config.num_runs, runner.length_hint), progress,
+                     retry_errors)
 
 
 def run_shard(runner: Runner, out: Pathlike, shard_items: Sequence[Item], shard: Tuple[int, int],
               manifest: Optional[Pathlike], plan: Callable[[set], Tuple[List[WorkUnit], int]],
-              progress: bool = True) -> InferSummary:
+              progress: bool = True, retry_errors: bool = False) -> InferSummary:
     """Run what ``plan`` says is pending in one result file: take its lock, check (or write) its
     sidecar, plan from the keys already written, run, and count.
 
@@ -422,6 +426,7 @@ def run_shard(runner: Runner, out: Pathlike, shard_items: Sequence[Item], shard:
         manifest: the manifest path, for the sidecar.
         plan: done keys -> (pending units, units already written).
         progress: show a progress bar.
+        retry_errors: run keys whose row carries an error again (the new row supersedes it).
 
     Returns:
         Counts.
@@ -431,8 +436,8 @@ def run_shard(runner: Runner, out: Pathlike, shard_items: Sequence[Item], shard:
         FileBusy: another process is writing ``out``.
     """
     out = Path(out)
-    with ShardWriter(out, before_open=lambda: check_or_write_sidecar(
-            out, runner, shard_items, shard, manifest)) as writer:
+    with ShardWriter(out, before_open=lambda: check_or_write_sidecar(out, runner, shard_items, shard, manifest),
+                     retry_errors=retry_errors) as writer:
         units, skipped = plan(writer.done)
         summary = runner.run(units, writer, progress)
     summary.skipped = skipped

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from toolkit.errors import InputError, Pathlike
 from toolkit.jsonl import iter_jsonl_objects
-from toolkit.rows import ResultRow
+from toolkit.rows import ResultRow, superseded
 
 TOOLKIT = "toolkit"
 SEED = "seed"
@@ -129,7 +129,8 @@ def read_results(path: Pathlike) -> Tuple[str, List[SourceRow]]:
 
     Returns:
         ``(format, rows)``: ``"toolkit"`` or ``"seed"``, and the rows in file order (toolkit
-        rows with their typed :attr:`SourceRow.row`).
+        rows with their typed :attr:`SourceRow.row`; an error row a later row of its key
+        supersedes is left out, see :func:`toolkit.rows.superseded`).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -151,7 +152,13 @@ def read_results(path: Pathlike) -> Tuple[str, List[SourceRow]]:
         rows.append(SourceRow(str(path), lineno, d, _check_row(d, fmt, path, lineno)))
     if fmt is None:
         raise InputError("no result rows", path)
-    return fmt, rows
+    return fmt, _latest(rows) if fmt == TOOLKIT else rows
+
+
+def _latest(rows: List[SourceRow]) -> List[SourceRow]:
+    """``rows`` without the error rows a later row of the same key supersedes (``--retry-errors``)."""
+    last = {row.row.key: row for row in rows}
+    return [row for row in rows if last[row.row.key] is row or not superseded(row.data, last[row.row.key].data)]
 
 
 def _check_row(d: Dict[str, Any], fmt: str, path: Pathlike, lineno: int) -> Optional[ResultRow]:

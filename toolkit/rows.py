@@ -283,3 +283,16 @@ def decode_h5(name: str, column: H5Column, value: Any) -> Any:
 
 
 _BOOLEANS = {f.name for f in dataclasses.fields(ResultRow) if f.type in ("Optional[bool]", "bool")}
+
+
+def row_key(row: Mapping[str, Any]) -> RowKey:
+    """What identifies a row in a result file: ``(id, run, variant)``; ``variant`` is ``""``
+    for plain inference rows and names the intervention variant for ``bin/condition`` rows."""
+    return str(row["id"]), int(row["run"]), str(row.get("variant") or "")
+
+
+def superseded(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> bool:
+    """Whether ``later``, a row of the same (id, run, variant) written after ``earlier``, replaces
+    it: only an error row is replaced (by ``--retry-errors``); any other repeated key is a
+    duplicate. Every reader applies this rule (result files, merge)."""
+    return earlier.get("error") is not None and row_key(earlier) == row_key(later)

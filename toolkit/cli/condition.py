@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rewriter-dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     r.add_argument("--rewriter-batch-size", type=int, default=8)
     r.add_argument("--rewrites-only", action="store_true", help="produce or extend the rewrite cache, then stop")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="run again the rows that carry an error (e.g. after a missing audio file was restored); "
+                        "the new row is appended and supersedes the error row in merge, score and every reader")
     add_common_args(p)
     return p
 
@@ -197,7 +200,8 @@ def _run(args: argparse.Namespace) -> int:
                                                                     adapter=args.adapter))
     data_root = args.data_root if args.data_root is not None else args.manifest.parent
     summary = run_condition(items, baselines, intervention, backend, config, args.out, data_root, protocol,
-                            shard=shard, manifest=args.manifest, baseline_file=args.results, progress=not args.quiet)
+                            shard=shard, manifest=args.manifest, baseline_file=args.results, progress=not args.quiet,
+                            retry_errors=args.retry_errors)
     print(f"{args.out}: {summary.line()}")
     return EXIT_FAILED if summary.failed else EXIT_OK
 

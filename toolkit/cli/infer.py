@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--score-options", action="store_true",
                    help="record the log-probability of each option letter (option_logprobs)")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="run again the rows that carry an error (e.g. after a missing audio file was restored); "
+                        "the new row is appended and supersedes the error row in merge, score and every reader")
     add_common_args(p)
     return p
 
@@ -163,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.explain:
         return _explain(items, backend, config, data_root, hints)
     summary = run_inference(items, backend, config, out, data_root, shard=shard, manifest=args.manifest,
-                            progress=not args.quiet, hints=hints)
+                            progress=not args.quiet, hints=hints, retry_errors=args.retry_errors)
     print(f"{out}: {summary.line()}")
     return EXIT_FAILED if summary.failed else EXIT_OK
 

@@ -305,7 +305,7 @@ def run_condition(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Bas
                   backend: Backend, config: InferConfig, out: Pathlike, data_root: Optional[Pathlike],
                   protocol: Protocol, shard: Tuple[int, int] = (0, 1), manifest: Optional[Pathlike] = None,
                   baseline_file: Optional[Pathlike] = None, progress: bool = True,
-                  hints: Optional[HintBank] = None) -> InferSummary:
+                  hints: Optional[HintBank] = None, retry_errors: bool = False) -> InferSummary:
     """Run every variant of a shard's items not yet in ``out``, one appended row each.
 
     Args:
@@ -324,6 +324,7 @@ def run_condition(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Bas
             :func:`baseline_digest`).
         progress: show a progress bar.
         hints: spoken hints for an ``inject-...`` ``config.condition``.
+        retry_errors: run variants whose row carries an error again (the new row supersedes it).
 
     Returns:
         Counts.
@@ -342,4 +343,5 @@ def run_condition(items: Sequence[Item], baselines: Mapping[Tuple[str, int], Bas
                                   shard, manifest, progress, hints)
     runner = ConditionRunner(backend, config, data_root, intervention, protocol, baselines, hints)
     return run_shard(runner, out, shard_items, shard, manifest,
-                     lambda done: plan_condition_units(planned, done, protocol, runner.direct, continued), progress)
+                     lambda done: plan_condition_units(planned, done, protocol, runner.direct, continued), progress,
+                     retry_errors)

@@ -5,6 +5,10 @@ line by line. :class:`ShardWriter` takes the file's exclusive lock
 (:class:`toolkit.runs.lock.WriterLock`), first cuts off a torn last line (a process killed
 mid-write leaves one without its newline), reads which keys are done, and appends only new
 rows.
+
+Retrying errors (``--retry-errors``) keeps the file append-only: a key whose row carries an
+``error`` is not done, its new row is appended, and a later row of a key supersedes an
+earlier error row of it (:func:`toolkit.rows.superseded`); merge, score and every reader take the latest.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import IO, Callable, Mapping, Optional, Set, Union
 
 from toolkit.errors import InputError, Pathlike
 from toolkit.jsonl import iter_jsonl_objects
-from toolkit.rows import ResultRow, RowKey
+from toolkit.rows import ResultRow, RowKey, row_key
 from toolkit.runs.lock import WriterLock
 
 log = logging.getLogger(__name__)
@@ -51,26 +55,24 @@ def cut_torn_tail(path: Pathlike) -> int:
         return size - keep
 
 
-def row_key(row: Mapping) -> RowKey:
-    """What identifies a row in a result file: ``(id, run, variant)``; ``variant`` is ``""``
-    for plain inference rows and names the intervention variant for ``bin/condition`` rows."""
-    return str(row["id"]), int(row["run"]), str(row.get("variant") or "")
-
-
-def read_done(path: Pathlike) -> Set[RowKey]:
+def read_done(path: Pathlike, retry_errors: bool = False) -> Set[RowKey]:
     """The (id, run, variant) keys already in a result file (after :func:`cut_torn_tail`).
+
+    Args:
+        path: the result file.
+        retry_errors: leave out keys whose latest row carries an error (they are run again).
 
     Raises:
         InputError: a complete line that is not a JSON row with ``id`` and ``run``.
     """
-    done: Set[RowKey] = set()
+    failed: dict = {}
     for lineno, row in iter_jsonl_objects(path):
         try:
-            done.add(row_key(row))
+            failed[row_key(row)] = row.get("error") is not None
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"not a result row (no valid {exc}); bin/merge RUN_DIR --dedupe moves such lines out "
                              "of a run folder's shard files, or move the file aside", path, lineno) from None
-    return done
+    return {key for key, error in failed.items() if not (retry_errors and error)}
 
 
 class ShardWriter:
@@ -80,6 +82,8 @@ class ShardWriter:
         path: the result file (created with its folders if absent).
         before_open: called once the lock is held and before the file is touched (e.g. to
             check or write its sidecar); what it raises releases the lock and propagates.
+        retry_errors: keys whose latest row carries an error are not done (a new row is
+            appended for them and supersedes the error row).
 
     Raises:
         FileBusy: another live process is writing ``path``.
@@ -94,8 +98,10 @@ class ShardWriter:
         ...         w.append({"id": "item-1", "run": 0, "pred": 2})
     """
 
-    def __init__(self, path: Pathlike, before_open: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, path: Pathlike, before_open: Optional[Callable[[], None]] = None,
+                 retry_errors: bool = False) -> None:
         self.path = Path(path)
+        self.retry_errors = retry_errors
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = WriterLock(self.path).acquire()
         try:
@@ -110,7 +116,7 @@ class ShardWriter:
         self.torn_bytes = cut_torn_tail(self.path) if self.path.exists() else 0
         if self.torn_bytes:
             log.warning("%s: cut a torn last line (%d bytes) left by an interrupted run", self.path, self.torn_bytes)
-        self.done: Set[RowKey] = read_done(self.path) if self.path.exists() else set()
+        self.done: Set[RowKey] = read_done(self.path, self.retry_errors) if self.path.exists() else set()
         self._fh: Optional[IO[str]] = open(self.path, "a", encoding="utf-8")
 
     def append(self, row: Union[ResultRow, Mapping]) -> None:

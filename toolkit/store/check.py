@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from toolkit.errors import InputError, Pathlike
-from toolkit.rows import ResultRow, RowKey
+from toolkit.rows import ResultRow, RowKey, superseded
 from toolkit.runs import RunLayout, ShardRef, Unit, UnitKey, select_shard, shard_of
 from toolkit.sidecar import sidecar_path
 
@@ -455,8 +455,9 @@ def _expected_per_shard(plan: _Plan, layout: RunLayout, inputs: _Inputs,
 
 def _collect_rows(plan: _Plan, layout: RunLayout, check: UnitCheck, position: Dict[str, int],
                   expected: Dict[int, Optional[Set[RowKey]]]) -> Dict[RowKey, _Entry]:
-    """Read every shard file of a unit: the first row of each expected key; mismatched sidecars,
-    unexpected and duplicated rows go into ``check``."""
+    """Read every shard file of a unit: the first row of each expected key (the latest, when it
+    supersedes an error row: :func:`toolkit.rows.superseded`); mismatched sidecars, unexpected and
+    duplicated rows go into ``check``."""
     unit = plan.unit
     slots: Dict[RowKey, _Entry] = {}
     first: Optional[Tuple[str, Dict[str, Any]]] = None
@@ -486,7 +487,9 @@ def _collect_rows(plan: _Plan, layout: RunLayout, check: UnitCheck, position: Di
                 if not foreign:  # a row of another shard still shows a duplicate of its own shard's
                     continue
             earlier = slots.get(key)
-            if earlier is not None:
+            if earlier is not None and why is None and superseded(earlier[0].to_dict(), row.to_dict()):
+                slots[key] = (row, line, index, lineno)  # a retried error row: the latest row counts
+            elif earlier is not None:
                 where = f"{check.files[earlier[2]].path}:{earlier[3]}" if earlier[2] < index else f"{rel}:{earlier[3]}"
                 check.duplicated.append(DuplicateItem(row.id, row.run, row.variant, where, f"{rel}:{lineno}"))
             elif why is None:
