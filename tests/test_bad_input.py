@@ -143,3 +143,21 @@ def test_error_rows_are_retried_on_request_and_the_new_row_wins(tmp_path, capsys
     assert [row["id"] for row in lines] == ["a", "b", "b"] and lines[1]["error"] and lines[2]["error"] is None
     _, rows = read_results(out)
     assert [(row.id, row.row.error) for row in rows] == [("a", None), ("b", None)]
+
+
+def test_written_units_release_their_audio(tmp_path):
+    """Memory stays flat in the number of rows (the filler-dots leak: every written unit kept
+    its request, audio included; bench/condition_memory.py measures it)."""
+    from toolkit.infer import InferConfig, Runner, plan_units
+    from toolkit.models.base import GenerationSettings
+    from toolkit.models.registry import load_backend
+    from toolkit.prompts import get_prompt
+    from toolkit.runs import ShardWriter
+
+    items = prepare_demo(tmp_path / "data", items_per_task=2, seed=1)
+    config = InferConfig("simulated", "direct", get_prompt("direct-v1"), GenerationSettings(max_new_tokens=8))
+    runner = Runner(load_backend("simulated", None), config, tmp_path / "data")
+    units, _ = plan_units(items, set(), 1, runner.length_hint)
+    with ShardWriter(tmp_path / "r.jsonl") as writer:
+        summary = runner.run(units, writer, progress=False)
+    assert summary.done == len(units) == 6 and all(unit.request is None for unit in units)

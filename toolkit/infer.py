@@ -340,6 +340,7 @@ class Runner:
                 results += [(unit, None, 0.0) for unit in batch if id(unit) not in generated]
                 for unit, out, seconds in results:
                     writer.append(self.row(unit, out, seconds))
+                    unit.request = None  # its audio and prompt: memory stays flat in the number of rows
                     summary.done += 1
                     summary.failed += unit.error is not None
                 bar.update(len(batch))
