@@ -251,6 +251,7 @@ modes: [direct, reasoning]
     assert results["local"] == results["debug"]
     assert {r["model"] for r in results["local"]} == {"sim", "tiny"}
     assert len(results["local"]) == 2 * 6 * 4
+    assert not [p for p in tmp_path.rglob("*") if "%" in p.name]  # no literal "_jobs/%j" folder
 
 
 def test_a_failing_task_fails_the_launch_and_merge_refuses(tmp_path, capsys):
@@ -261,7 +262,16 @@ def test_a_failing_task_fails_the_launch_and_merge_refuses(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "task:sim-b/demo/shard-0-of-3 ended FAILED" in err
     assert "merge:merge ended FAILED" in err and "score:score ended CANCELLED" in err
+    assert f"resume with: bin/launch {sweep_file} --executor debug --out {tmp_path / 'o'} --resume" in err
     assert not (tmp_path / "o" / "t" / "results.jsonl").exists()
+
+
+def test_a_launch_that_runs_here_shows_rows_per_task(tmp_path, capsys):
+    sweep_file = _write(tmp_path / "s.yaml", SIM_SWEEP)
+    assert launch_main([str(sweep_file), "--executor", "debug", "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    done = [line for line in err.splitlines() if line.startswith("task sim-a/demo/shard-0-of-3: ")]
+    assert done and done[-1].endswith("rows (100%), done")
 
 
 def test_a_sweep_runs_interventions_and_spoken_hints_and_merges_them(tmp_path):

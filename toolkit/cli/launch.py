@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from toolkit.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_common_args, run_cli
 
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         for line in launch.dry_run_lines():
             print(line)
         return EXIT_OK
-    record = launch.submit()
+    record = launch.submit(progress=args.executor != "slurm" and not args.quiet)
     jobs = record.submissions[-1].jobs
     print(f"{sweep.run_dir}: submitted {sum(j.kind == 'task' for j in jobs)} tasks, merge and score "
           f"({args.executor}); plan and job ids in {sweep.layout.launch_json}")
@@ -86,11 +86,22 @@ def _run(args: argparse.Namespace) -> int:
     failed = {label: state for label, state in states.items() if state != "COMPLETED"}
     for label, state in sorted(failed.items()):
         print(f"launch: {label} ended {state}", file=sys.stderr)
+    layout = sweep.layout
     if not failed:
-        layout = sweep.layout
         print(f"merged: {layout.results_jsonl}, {layout.results_h5}; "
               f"scores: {layout.report_file('accuracy', 'markdown')}")
-    return EXIT_FAILED if failed else EXIT_OK
+        return EXIT_OK
+    print(f"launch: {len(failed)} of {len(states)} jobs did not complete; logs in {layout.jobs_dir}; rows written so "
+          f"far stay in {sweep.run_dir}; resume with: {_resume_command(args, sweep)}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _resume_command(args: argparse.Namespace, sweep: Any) -> str:
+    """The ``bin/launch`` command line that continues this launch."""
+    parts = ["bin/launch", str(args.sweep), "--executor", args.executor, "--out", str(sweep.run_dir.parent)]
+    if args.profile is not None:
+        parts += ["--profile", str(args.profile)]
+    return " ".join(parts + ["--resume"])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -103,8 +103,10 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def submit_array(self, calls: Sequence[Callable[[], Any]], labels: Sequence[str], params: Dict[str, Any],
-                     parallelism: int, max_requeues: int, python: Optional[str]) -> List[JobRef]:
-        """Run ``calls`` as one array (``params``: submitit keywords from the profile)."""
+                     parallelism: int, max_requeues: int, python: Optional[str],
+                     watch: Optional[Callable[[], None]] = None) -> List[JobRef]:
+        """Run ``calls`` as one array (``params``: submitit keywords from the profile). An executor
+        that runs the array before returning calls ``watch`` every few seconds meanwhile."""
 
     @abc.abstractmethod
     def submit_after(self, call: Callable[[], Any], label: str, params: Dict[str, Any], after: Sequence[JobRef],
@@ -129,7 +131,7 @@ class SlurmExecutor(Executor):
         ex.update_parameters(**params)
         return ex
 
-    def submit_array(self, calls, labels, params, parallelism, max_requeues, python):
+    def submit_array(self, calls, labels, params, parallelism, max_requeues, python, watch=None):
         ex = self._executor(params, max_requeues, python)
         ex.update_parameters(slurm_array_parallelism=parallelism)
         jobs = ex.submit_array(list(calls))
@@ -152,19 +154,22 @@ class LocalExecutor(Executor):
         kwargs: Dict[str, Any] = {"local_max_num_timeout": max_requeues}
         if python:
             kwargs["local_python"] = python
-        ex = submitit.AutoExecutor(folder=self.folder / "%j", cluster="local", **kwargs)
+        # no "%j" here: submitit's local controller would make it a literal, empty folder (job files are
+        # named by job id anyway)
+        ex = submitit.AutoExecutor(folder=self.folder, cluster="local", **kwargs)
         ex.update_parameters(**{k: v for k, v in params.items() if k in ("timeout_min", "name")})
         return ex
 
-    def submit_array(self, calls, labels, params, parallelism, max_requeues, python):
+    def submit_array(self, calls, labels, params, parallelism, max_requeues, python, watch=None):
         ex = self._executor(params, max_requeues, python)
         refs: List[JobRef] = []
         calls, labels = list(calls), list(labels)
         for start in range(0, len(calls), parallelism):
             wave = [ex.submit(call) for call in calls[start:start + parallelism]]
             refs += [JobRef(job.job_id, label, job) for job, label in zip(wave, labels[start:start + parallelism])]
-            for ref in refs[-len(wave):]:
-                ref.wait(poll_s=0.2)
+            _wait_all(refs[-len(wave):], watch)
+        if watch is not None:
+            watch()
         return refs
 
     def submit_after(self, call, label, params, after, require_success):
@@ -175,6 +180,17 @@ class LocalExecutor(Executor):
         ref = JobRef(job.job_id, label, job)
         ref.wait(poll_s=0.2)
         return ref
+
+
+def _wait_all(refs: Sequence[JobRef], watch: Optional[Callable[[], None]], poll_s: float = 0.2,
+              watch_s: float = 2.0) -> None:
+    """Block until every job of ``refs`` has ended, calling ``watch`` every ``watch_s`` seconds."""
+    last = time.monotonic()
+    while any(ref.state().split()[0] not in FINAL_STATES for ref in refs):
+        if watch is not None and time.monotonic() - last >= watch_s:
+            watch()
+            last = time.monotonic()
+        time.sleep(poll_s)
 
 
 class _NotRun(_InProcessJob):
@@ -199,8 +215,13 @@ class DebugExecutor(Executor):
         log.info("debug: running %s", label)
         return JobRef(f"debug-{self._count}", label, _InProcessJob(call, self.use_pdb))
 
-    def submit_array(self, calls, labels, params, parallelism, max_requeues, python):
-        return [self._run(call, label) for call, label in zip(calls, labels)]
+    def submit_array(self, calls, labels, params, parallelism, max_requeues, python, watch=None):
+        refs = []
+        for call, label in zip(calls, labels):
+            refs.append(self._run(call, label))
+            if watch is not None:
+                watch()
+        return refs
 
     def submit_after(self, call, label, params, after, require_success):
         if require_success and any(ref.state() != "COMPLETED" for ref in after):

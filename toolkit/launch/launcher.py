@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from toolkit.errors import InputError, Pathlike
+from toolkit.launch.progress import TaskProgress
 from toolkit.launch.executors import FINAL_STATES, Executor, JobRef, make_executor
 from toolkit.launch.profile import ClusterProfile, submitit_parameters
 from toolkit.launch.sweep import Sweep, Task, plan_tasks
@@ -328,8 +329,12 @@ class Launch:
         assert self.record is not None
         self.record.write()
 
-    def submit(self) -> LaunchRecord:
-        """Submit arrays, merge and score; returns the launch record (also in ``launch.json``)."""
+    def submit(self, progress: bool = False) -> LaunchRecord:
+        """Submit arrays, merge and score; returns the launch record (also in ``launch.json``).
+
+        Args:
+            progress: print rows per task while an executor that runs here (local, debug) works.
+        """
         earlier = self.check_run_dir()
         sweep, tasks, arrays, _ = self.plan()
         sweep.run_dir.mkdir(parents=True, exist_ok=True)
@@ -344,7 +349,7 @@ class Launch:
         for array in arrays:
             refs = executor.submit_array([ShardTask(sweep, t) for t in array.tasks], [t.label for t in array.tasks],
                                          array.params, self.profile.array_parallelism, self.profile.max_requeues,
-                                         array.python)
+                                         array.python, TaskProgress(sweep, array.tasks) if progress else None)
             task_refs += refs
             submission.jobs += [_job(r, "task") for r in refs]
             self._save()
