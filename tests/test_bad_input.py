@@ -161,3 +161,26 @@ def test_written_units_release_their_audio(tmp_path):
     with ShardWriter(tmp_path / "r.jsonl") as writer:
         summary = runner.run(units, writer, progress=False)
     assert summary.done == len(units) == 6 and all(unit.request is None for unit in units)
+
+
+def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    manifest = write_manifest(tmp_path / "data" / "m.jsonl", prepare_demo(tmp_path / "data", items_per_task=8, seed=3))
+    out = tmp_path / "r.jsonl"
+    command = [sys.executable, str(REPO / "bin" / "infer"), "--manifest", str(manifest), "--model", "simulated",
+               "--model-path", "latency=0.1", "--mode", "reasoning", "--out", str(out), "--batch-size", "1", "-q"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or out.stat().st_size == 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines() == ["infer: interrupted; every row written so far is kept (result files are "
+                                        "appended line by line); run the same command again to resume"]
+    written = len(out.read_text().splitlines())
+    assert 0 < written < 24
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    assert len(out.read_text().splitlines()) == 24

@@ -15,6 +15,7 @@ log = logging.getLogger("toolkit")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C
 
 #: write failures a stage reports in one line (exit 2) instead of a traceback
 _WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file size limit is reached",
@@ -58,6 +59,10 @@ def run_cli(
     configure_logging(args.verbose, args.quiet)
     try:
         return body(args)
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; every row written so far is kept (result files are appended line by "
+              "line); run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (InputError, FileNotFoundError, NotADirectoryError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
