@@ -184,3 +184,28 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path):
     assert 0 < written < 24
     assert subprocess.run(command, capture_output=True).returncode == 0
     assert len(out.read_text().splitlines()) == 24
+
+
+def test_malformed_json_names_the_column_of_the_error(tmp_path):
+    from toolkit.errors import InputError
+    from toolkit.jsonl import iter_jsonl_objects
+
+    good = json.dumps({"id": "a", "question": "x" * 460})[:-1]  # 486 characters, the closing brace dropped
+    assert len(good) == 486
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "ok"}) + "\n" + good + "\n")  # a line cut short
+    with pytest.raises(InputError, match=r"m\.jsonl:2: malformed JSON: .* \(column 487\)"):
+        list(iter_jsonl_objects(tmp_path / "m.jsonl"))
+
+
+@pytest.mark.parametrize("name, says, not_says", [
+    ("mask-p150", "mask percent must be an integer 0..100, not 150", "Did you mean"),
+    ("mask-40", "the percent needs its 'p': mask-p40", "Did you mean"),
+    ("noise-0-white", "the SNR needs its 'snr': noise-snr0-white", "Did you mean"),
+    ("maks-p40", "no condition family has this prefix. Did you mean 'mask-p20'?", None),
+])
+def test_condition_names_say_what_is_wrong(name, says, not_says):
+    from toolkit.perturb import parse_condition
+
+    with pytest.raises(ValueError) as caught:
+        parse_condition(name)
+    assert says in str(caught.value) and (not_says is None or not_says not in str(caught.value))

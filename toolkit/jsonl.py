@@ -25,10 +25,10 @@ def iter_jsonl_objects(path: Pathlike) -> Iterator[Tuple[int, dict]]:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
+            try:  # without its newline: an error at the end of the line is in it, not at column 1 of the next
+                obj = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, lineno) from None
+                raise InputError(f"malformed JSON: {exc.msg} (column {exc.pos + 1})", path, lineno) from None
             if not isinstance(obj, dict):
                 raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
             yield lineno, obj

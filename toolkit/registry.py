@@ -85,10 +85,12 @@ class Registry(Generic[T]):
         """(name, object) of the registered entries, in registration order (lazy ones not imported)."""
         return iter(list(self._entries.items()))
 
-    def unknown(self, name: str, reason: str = "", examples: Sequence[str] = (), valid: str = "") -> ValueError:
+    def unknown(self, name: str, reason: str = "", examples: Sequence[str] = (), valid: str = "",
+                suggest: bool = True) -> ValueError:
         """The error for an unknown ``name``: what is wrong, close matches among ``examples``
-        (default: the names) and what is valid (default: the names)."""
-        close = difflib.get_close_matches(name, list(examples) or self.names(), n=3, cutoff=0.6)
+        (default: the names; none when ``suggest`` is off, e.g. the reason already says what to
+        fix) and what is valid (default: the names)."""
+        close = difflib.get_close_matches(name, list(examples) or self.names(), n=3, cutoff=0.6) if suggest else []
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         because = f": {reason}" if reason else ""
         return ValueError(f"unknown {self.kind} {name!r}{because}.{hint} Valid: {valid or ', '.join(self.names())}")

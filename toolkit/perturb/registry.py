@@ -12,6 +12,8 @@ families are ``clean``, ``mask-p``, ``noise-snr`` and ``inject`` (spoken hints).
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -68,9 +70,18 @@ def known_patterns() -> List[str]:
     return [family.pattern for _, family in FAMILIES.items()]
 
 
-def _unknown(name: str, reason: str) -> ValueError:
+#: names that miss a family's marker letter: what they most likely meant
+_MISSING_MARKER = ((re.compile(r"^mask-(\d+)(.*)$"), "the percent needs its 'p': mask-p{0}{1}"),
+                   (re.compile(r"^noise-(-?[\d.]+)(.*)$"), "the SNR needs its 'snr': noise-snr{0}{1}"))
+
+
+def _unknown(name: str, reason: str, suggest: bool = True) -> ValueError:
+    for pattern, fix in _MISSING_MARKER:
+        found = pattern.match(name)
+        if found:
+            reason, suggest = fix.format(*found.groups()), False
     examples = [e for _, family in FAMILIES.items() for e in family.examples]
-    return FAMILIES.unknown(name, reason, examples, valid="; ".join(known_patterns()))
+    return FAMILIES.unknown(name, reason, examples, valid="; ".join(known_patterns()), suggest=suggest)
 
 
 def parse_condition(name: str) -> Condition:
@@ -101,7 +112,7 @@ def parse_condition(name: str) -> Condition:
     try:
         return family.parser(name)
     except ValueError as exc:
-        raise _unknown(name, f"{exc} (expected {family.pattern})") from None
+        raise _unknown(name, f"{exc} (expected {family.pattern})", suggest=False) from None
 
 
 def expand_conditions(names: Sequence[str]) -> List[Condition]:
