@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -418,11 +419,11 @@ def test_no_audio_at_all_is_metadata_only_in_auto_but_fails_in_yes(tmp_path, wri
 def test_empty_and_unreadable_audio_fail_even_when_missing_is_allowed(tmp_path, write_wav, capsys):
     src = write_sakura(tmp_path / "s", write_wav)
     write_wav(src / "Gender" / "audio" / "g1.wav", seconds=0.0)
-    (src / "Language" / "audio" / "l1.wav").write_bytes(b"not audio")
+    (src / "Emotion" / "audio" / "e1.wav").write_bytes(b"")
     code, _, err = run(["sakura", "--src", str(src), "--out", str(tmp_path / "o"), "--allow-missing-audio"], capsys)
     assert code == 2
-    assert "[sakura_gender_g1_single]: zero-length audio" in err
-    assert "[sakura_language_l1_multi]: cannot read audio" in err
+    assert "[sakura_gender_g1_single]: no audio samples (a header-only file)" in err
+    assert "[sakura_emotion_e1_single]: cannot read audio: empty file (0 bytes)" in err
 
 
 def test_other_sample_rates_warn_and_are_recorded(tmp_path, write_wav, capsys):
@@ -457,3 +458,13 @@ def test_help_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "--seed-manifest" in done.stdout
+
+
+def test_sakura_source_errors_say_what_to_give(tmp_path, write_wav, capsys):
+    (tmp_path / "small.jsonl").write_text("{}\n")
+    code, _, err = run(["sakura", "--src", str(tmp_path / "small.jsonl"), "--out", str(tmp_path / "o.jsonl")], capsys)
+    assert code == 2 and "small.jsonl: a file; give the SAKURA folder" in err
+    src = write_sakura(tmp_path / "s", write_wav)
+    shutil.rmtree(src / "Emotion")
+    code, _, err = run(["sakura", "--src", str(src), "--out", str(tmp_path / "o.jsonl")], capsys)
+    assert code == 2 and "(choose the tracks present with --tracks, e.g. --tracks Animal,Gender,Language)" in err

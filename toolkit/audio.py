@@ -31,6 +31,14 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
+def _check_file(path: Pathlike) -> None:
+    """A missing or 0-byte file, said plainly (libsndfile calls an empty file an unknown format)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"audio file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise RuntimeError(f"empty file (0 bytes): {path}")
+
+
 def audio_info(path: Pathlike) -> AudioInfo:
     """Read an audio file's header.
 
@@ -42,10 +50,10 @@ def audio_info(path: Pathlike) -> AudioInfo:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        RuntimeError: libsndfile cannot parse it (``soundfile.LibsndfileError``).
+        RuntimeError: the file is empty (0 bytes), or libsndfile cannot parse it
+            (``soundfile.LibsndfileError``).
     """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"audio file not found: {path}")
+    _check_file(path)
     info = sf.info(str(path))
     return AudioInfo(sample_rate=int(info.samplerate), frames=int(info.frames), channels=int(info.channels))
 
@@ -91,8 +99,7 @@ def load_audio(path: Pathlike, target_sr: int = TARGET_SR, channels: str = "mean
     Returns:
         (frames,) float32 array in [-1, 1] for PCM input.
     """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"audio file not found: {path}")
+    _check_file(path)
     samples, sr = sf.read(str(path), dtype="float32", always_2d=False)
     return to_mono_16k(samples, sr, target_sr, channels)
 

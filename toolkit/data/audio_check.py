@@ -137,7 +137,7 @@ def _probe(path: Path) -> AudioInfo | str:
 def _record(item: Item, path: Path, probe: AudioInfo | str, report: AudioReport) -> None:
     if isinstance(probe, AudioInfo):
         if probe.frames == 0:
-            report.problems.append(AudioProblem(item.id, str(path), EMPTY, "zero-length audio"))
+            report.problems.append(AudioProblem(item.id, str(path), EMPTY, "no audio samples (a header-only file)"))
             return
         item.meta.update(duration=round(probe.duration, 3), sample_rate=probe.sample_rate, channels=probe.channels)
     elif probe == MISSING:

@@ -101,6 +101,8 @@ def _select_tracks(tracks: Sequence[str] | None) -> list[str]:
 
 def _data_folder(src: Path) -> Path:
     """``src`` itself, or ``src/data`` when ``src`` is the repository root."""
+    if src.exists() and not src.is_dir():
+        raise InputError(f"--src {src}: a file; give the SAKURA folder (the repository root or its data/)")
     if not src.is_dir():
         raise FileNotFoundError(f"SAKURA folder not found: {src}")
     if not any((src / t).is_dir() for t in TRACKS) and (src / "data").is_dir():
@@ -111,7 +113,8 @@ def _data_folder(src: Path) -> Path:
 def _track_items(src: Path, base: Path, track: str) -> list[tuple[Item, _Row]]:
     folder = base / track
     if not folder.is_dir():
-        raise FileNotFoundError(f"SAKURA track folder not found: {folder}")
+        raise FileNotFoundError(f"SAKURA track folder not found: {folder} (choose the tracks present with "
+                                f"--tracks, e.g. --tracks {','.join(t for t in TRACKS if (base / t).is_dir()) or 'Animal'})")
     audio_prefix = (folder / "audio").relative_to(src).as_posix()
     rows = _read_rows(folder, track)
     log.debug("%s: %d clips", folder, len(rows))
