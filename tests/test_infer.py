@@ -99,10 +99,11 @@ def test_resume_cuts_a_torn_line_and_finishes_with_each_id_once(demo, tmp_path):
     lines = resumed.read_text().splitlines(keepends=True)
     resumed.write_text("".join(lines[:50]) + lines[50][:30])  # killed while writing row 51
     proc = subprocess.run([sys.executable, str(REPO / "bin" / "infer"), "--manifest", str(demo), "--model",
-                           "simulated", "--mode", "reasoning", "--out", str(resumed), "-q"],
+                           "simulated", "--mode", "reasoning", "--out", str(resumed)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "done 70, skipped 50" in proc.stdout
+    assert "written 70 (0 errors), skipped 50" in proc.stdout
+    assert proc.stdout.count("written 70") + proc.stderr.count("written 70") == 1  # printed once
     key = lambda r: r["id"]  # noqa: E731
     strip = lambda rows: sorted(({k: v for k, v in r.items() if k != "seconds"} for r in rows), key=key)  # noqa: E731
     assert strip(_rows(resumed)) == strip(_rows(full))

@@ -90,10 +90,12 @@ class InferSummary:
     seconds: float = 0.0
 
     def line(self) -> str:
-        """``done 40, skipped 8 (already written), failed 1; 12.3 items/s``."""
+        """``written 40 (1 error), skipped 8 (already written); 12.3 rows/s over 3.3 s``: the
+        written rows include the error rows."""
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
-        return (f"done {self.done}, skipped {self.skipped} (already written), failed {self.failed}; "
-                f"{rate:.2f} items/s over {self.seconds:.1f} s")
+        errors = f"{self.failed} error{'s' if self.failed != 1 else ''}"
+        return (f"written {self.done} ({errors}), skipped {self.skipped} (already written); "
+                f"{rate:.2f} rows/s over {self.seconds:.1f} s")
 
 
 @dataclass
@@ -442,7 +444,7 @@ def run_shard(runner: Runner, out: Pathlike, shard_items: Sequence[Item], shard:
         units, skipped = plan(writer.done)
         summary = runner.run(units, writer, progress)
     summary.skipped = skipped
-    log.info("%s: %s", out, summary.line())
+    log.debug("%s: %s", out, summary.line())  # the stages print it
     return summary
 
 
