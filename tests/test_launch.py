@@ -179,6 +179,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert "array 1: model sim-b, 3 tasks x 4 units (4 inference, 0 intervention)" in out
     assert "#SBATCH --array=0-2%3" in out
     assert not (tmp_path / "runs").exists()
+    assert launch_main([str(sweep), "--dry-run", "--executor", "local", "--out", str(tmp_path / "runs")]) == 0
+    local = capsys.readouterr().out
+    assert "#SBATCH" not in local and "  local: 3 at a time on this machine" in local
 
 
 # --------------------------------------------------------------------------- whole sweeps

@@ -302,10 +302,11 @@ class Launch:
         return sweep, tasks, plan_arrays(sweep, self.profile, todo), progress
 
     def dry_run_lines(self) -> List[str]:
-        """What would be submitted: arrays (tasks, units per task, sbatch lines), then merge and score."""
+        """What would be submitted: arrays (tasks, units per task, sbatch lines for SLURM), then merge and score."""
         sweep = self.sweep
         tasks = plan_tasks(sweep)
         arrays = plan_arrays(sweep, self.profile, tasks)
+        slurm = self.executor_name == "slurm"  # #SBATCH lines mean nothing to the local and debug executors
         lines = [f"run folder: {sweep.run_dir}",
                  f"{len(sweep.models)} models x {len(sweep.datasets)} datasets x {len(sweep.conditions)} conditions "
                  f"x {len(sweep.modes)} modes x {sweep.runs} runs, {len(sweep.interventions)} interventions; "
@@ -316,12 +317,18 @@ class Launch:
             lines += ["", f"array {i}: model {array.model}, {len(array.tasks)} tasks x {len(units)} units "
                           f"({plain} inference, {len(units) - plain} intervention), "
                           f"python {array.python or 'current'}"]
-            lines += [f"  {line}" for line in array.preview(self.profile.array_parallelism)]
+            if slurm:
+                lines += [f"  {line}" for line in array.preview(self.profile.array_parallelism)]
+            else:
+                lines.append(f"  {self.executor_name}: {min(self.profile.array_parallelism, len(array.tasks))} at a "
+                             f"time on this machine")
             lines += [f"  task {j}: {t.label}" for j, t in enumerate(array.tasks[:3])]
             if len(array.tasks) > 3:
                 lines.append(f"  ... {len(array.tasks) - 3} more tasks")
-        lines += ["", "merge job (afterany on every array, then checks completeness):"]
-        lines += [f"  {line}" for line in sbatch_preview(self._followup_params(f"{sweep.experiment}-merge"), 0, 1)]
+        lines += ["", "merge job (afterany on every array, then checks completeness)" + (":" if slurm else "")]
+        if slurm:
+            lines += [f"  {line}" for line in sbatch_preview(self._followup_params(f"{sweep.experiment}-merge"),
+                                                              0, 1)]
         lines += ["score job (afterok on merge): bin/score accuracy results.jsonl --by " + ",".join(sweep.score_by)]
         return lines
 
