@@ -347,7 +347,8 @@ def test_end_to_end_timbre(tmp_path, capsys, write_wav):
     assert got == expected
     (acc,) = data["classify"]
     correct = sum(r["pred"] == items[r["id"]].answer for r in rows)
-    assert (acc["items"], acc["correct"], acc["acc"]) == (len(rows), correct, correct / len(rows))
+    assert (acc["items"], acc["rows"], acc["correct"], acc["acc"]) == (len(items), len(rows), correct,
+                                                                       correct / len(rows))
     for r in data["recall"]:
         assert (r["n"], r["correct"]) == (sum(expected[(r["gold"], p)] for p in CLASSES + ("null",)),
                                           expected[(r["gold"], r["gold"])])

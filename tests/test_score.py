@@ -56,9 +56,9 @@ def _json_table(capsys, argv: List[str]) -> List[dict]:
 def test_counts_accuracy_and_wilson(files, capsys):
     assert main(["accuracy", str(files["clean"]), "-q"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("| condition | mode | items | nulls | correct | acc | acc_low | acc_high |")
+    assert table[0].startswith("| condition | mode | items | rows | nulls | correct | acc | acc_low | acc_high |")
     # 6 correct of 10 (2 nulls counted wrong), 6 of 8 answered; Wilson 95% of 6/10 = [31.27, 83.18]
-    assert table[2] == "| clean | reasoning | 10 | 2 | 6 | 60.00 | 31.27 | 83.18 | 75.00 | 2 |"
+    assert table[2] == "| clean | reasoning | 10 | 10 | 2 | 6 | 60.00 | 31.27 | 83.18 | 75.00 | 2 |"
 
 
 def test_grouping_by_hop_with_manifest(files, capsys):
@@ -338,3 +338,8 @@ def test_a_baseline_of_another_model_is_refused_unless_allowed(tmp_path, capsys)
                                           "prompt": "direct-v1"}) + "\n" for i, p in enumerate(CLEAN)))
     (row,) = _json_table(capsys, [str(rows), "--baseline", str(direct)])
     assert row["paired"] == 10
+
+
+def test_items_and_rows_are_counted_apart_when_a_group_pools_rows(files, capsys):
+    (group,) = _json_table(capsys, [str(files["clean"]), str(files["noise"]), "--by", "mode"])
+    assert (group["items"], group["rows"]) == (10, 20)  # 10 items, each under two conditions

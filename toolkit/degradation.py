@@ -102,16 +102,18 @@ class ClassifyRow(KeyedRecord):
     """Accuracy of one group of classification rows.
 
     Attributes:
-        items: rows (item x run).
+        items: distinct items.
+        rows: rows (item x run).
         nulls: rows with a null prediction.
         correct: correct rows.
-        acc: correct / items.
+        acc: correct / rows.
         acc_low: Wilson 95% lower bound.
         acc_high: Wilson 95% upper bound.
         mean_recall: mean of the per-class recalls over the gold classes present (balanced accuracy).
     """
 
     items: int
+    rows: int
     nulls: int
     correct: int
     acc: float
@@ -311,7 +313,8 @@ def classify_tables(rows: Sequence[Scored]) -> Dict[str, List[Any]]:
                 counts[NULL_COLUMN if r.pred is None else r.item.choices[r.pred]] += 1
             tables["confusion"].append(ConfusionRow(keys=keys, gold=gold, counts=counts))
         g = accuracy[key]
-        tables["classify"].append(ClassifyRow(keys=keys, items=g.items, nulls=g.nulls, correct=g.correct, acc=g.acc,
+        tables["classify"].append(ClassifyRow(keys=keys, items=g.items, rows=g.rows, nulls=g.nulls,
+                                              correct=g.correct, acc=g.acc,
                                               acc_low=g.acc_low, acc_high=g.acc_high,
                                               mean_recall=sum(r.recall for r in recalls) / len(recalls)))
         tables["recall"] += recalls

@@ -59,7 +59,7 @@ def _columns(groups: Sequence[Group]) -> List[str]:
     keys = list(groups[0].keys) if groups else []
     if groups and isinstance(groups[0], WerGroup):
         return keys + list(_WER)
-    cols = ["items", "nulls", "correct", "acc", "acc_low", "acc_high", "acc_answered", "missed_reasoning"]
+    cols = ["items", "rows", "nulls", "correct", "acc", "acc_low", "acc_high", "acc_answered", "missed_reasoning"]
     if any(g.official_acc is not None for g in groups):
         cols.append("official_acc")
     if any(g.paired is not None for g in groups):

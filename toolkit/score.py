@@ -112,11 +112,14 @@ class KeyedRecord:
 class GroupScore(KeyedRecord):
     """Scores of one group; proportions in [0, 1], ``delta_*`` in points.
 
-    Baseline fields are None without a baseline (nan when no row could be paired);
-    ``official_acc`` is None unless an official matcher was applied.
+    ``items`` counts distinct item ids, ``rows`` the rows scored (items x runs x variants x
+    pooled conditions ...); ``nulls``, ``correct`` and the accuracies are over rows. Baseline
+    fields are None without a baseline (nan when no row could be paired); ``official_acc`` is
+    None unless an official matcher was applied.
     """
 
     items: int
+    rows: int
     nulls: int
     correct: int
     acc: float
@@ -305,7 +308,8 @@ def score_groups(rows: Sequence[Scored], by: Sequence[str] = DEFAULT_BY,
         members = [rows[i] for i in indices]
         acc = metrics.accuracy([r.correct for r in members])
         low, high = metrics.wilson_interval(acc.n_correct, acc.n)
-        g = GroupScore(keys=dict(zip(by, key)), items=acc.n, nulls=acc.n_null, correct=acc.n_correct,
+        g = GroupScore(keys=dict(zip(by, key)), items=len({r.id for r in members}), rows=acc.n, nulls=acc.n_null,
+                       correct=acc.n_correct,
                        acc=acc.acc_all, acc_low=low, acc_high=high, acc_answered=acc.acc_answered,
                        missed_reasoning=sum(r.missed_reasoning for r in members))
         if official is not None:
