@@ -343,3 +343,15 @@ def test_a_baseline_of_another_model_is_refused_unless_allowed(tmp_path, capsys)
 def test_items_and_rows_are_counted_apart_when_a_group_pools_rows(files, capsys):
     (group,) = _json_table(capsys, [str(files["clean"]), str(files["noise"]), "--by", "mode"])
     assert (group["items"], group["rows"]) == (10, 20)  # 10 items, each under two conditions
+
+
+def test_the_runs_dataset_name_wins_over_the_items(tmp_path):
+    from toolkit.rows import ResultRow
+    from toolkit.score import scored_from_row
+
+    item = Item(id="a", dataset="sakura", audio="a.wav", question="Which?", choices=CHOICES, answer=0)
+    row = ResultRow.from_dict({"id": "a", "run": 0, "model": "m", "condition": "clean", "mode": "direct",
+                               "prompt": "direct-v1", "raw_output": "(A)", "pred": 0, "pred_source": "letter",
+                               "correct": True, "error": None, "dataset": "sakura-mini"})
+    assert scored_from_row(row, item).keys["dataset"] == "sakura-mini"
+    assert scored_from_row(row.replace(dataset=None), item).keys["dataset"] == "sakura"

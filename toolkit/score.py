@@ -192,8 +192,8 @@ def scored_from_row(row: ResultRow, item: Optional[Item] = None) -> Scored:
     keys = {"dataset": row.dataset, "subset": None, "hop": None, "condition": row.condition, "mode": row.mode,
             "model": row.model, "run": row.run, "prompt": row.prompt, "intervention": row.intervention_name,
             "variant": row.variant or None}
-    if item is not None:
-        keys.update(dataset=item.dataset, subset=item.subset, hop=item.hop)
+    if item is not None:  # the run's dataset name (a sweep's "sakura-mini") wins over the items' ("sakura")
+        keys.update(dataset=row.dataset or item.dataset, subset=item.subset, hop=item.hop)
     if row.pred is None:
         correct: Optional[bool] = None
     elif item is not None and item.answer is not None:
