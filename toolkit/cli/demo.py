@@ -138,8 +138,8 @@ def _study(out: Path, manifest: Path, args: argparse.Namespace) -> int:
          + quiet),
         ("score", score_main, ["accuracy", repaired, "--by", "model,condition,mode", "--out",
                                str(run_dir / "accuracy.md")] + plots + quiet),
-        ("score", score_main, ["faithfulness", repaired, "--out", str(layout.report_file("faithfulness", "markdown"))]
-         + plots + quiet),
+        ("score", score_main, ["faithfulness", repaired, "--manifest", str(manifest), "--out",
+                               str(layout.report_file("faithfulness", "markdown"))] + plots + quiet),
     ]
     print(f"\nfaithfulness study: {sweep}")
     for stage, main_fn, argv in steps:
