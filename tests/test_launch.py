@@ -207,7 +207,9 @@ def test_debug_sweep_merges_scores_and_resumes_only_what_is_missing(tmp_path, ca
     # lose one shard file (a node died before writing it): resume runs that one task only
     lost = run_dir / "sim-b" / "demo" / "mask-p50-scattered-silence" / "reasoning" / "shard-00001-of-00003.jsonl"
     lost.unlink()
-    assert any("incomplete" in line for line in run_status(run_dir))
+    status = run_status(run_dir)
+    assert any("incomplete" in line for line in status)
+    assert status[-1].startswith("to finish: run the same bin/launch command again with --resume")
     assert launch_main([str(sweep_file), "--executor", "debug", "--out", str(out), "--resume", "-q"]) == 0
     last = LaunchRecord.read(run_dir).submissions[-1]
     assert last.tasks_submitted == 1 and last.resume is True
@@ -362,6 +364,10 @@ modes: [direct]
     launcher.wait()
     tasks = [t for t in TaskRecord.read_all(layout) if t.running_here()]
     assert len(tasks) == 2
+    status = run_status(layout.root)
+    assert status[-2] == ("jobs (last submission, local): none recorded (the launcher was stopped before it "
+                          "recorded them)")
+    assert status[-1].startswith("to finish: run the same bin/launch command again with --resume")
     argv = [str(sweep_file), "--executor", "local", "--out", str(out), "--resume", "-q"]
     assert launch_main(argv) == 2
     err = capsys.readouterr().err

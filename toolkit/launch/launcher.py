@@ -444,7 +444,14 @@ def run_status(run_dir: Pathlike) -> List[str]:
         state = states.get(job.job_id) or job.state or "UNKNOWN"
         counts[f"{job.kind} {state}"] = counts.get(f"{job.kind} {state}", 0) + 1
     lines.append(f"jobs (last submission, {last.executor}): " +
-                 ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+                 (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or
+                  "none recorded (the launcher was stopped before it recorded them)"))
+    if any(key.endswith(" UNKNOWN") for key in counts):
+        lines.append("UNKNOWN: no scheduler knows the job and the launcher did not record how it ended (it was "
+                     "stopped or killed first); the rows above are what was written")
+    if any(t[1] is None or (t[0] or 0) < t[1] for t in totals.values()):
+        lines.append("to finish: run the same bin/launch command again with --resume (only unfinished tasks are "
+                     "submitted; rows already written are kept)")
     return lines
 
 
