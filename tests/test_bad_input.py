@@ -209,3 +209,55 @@ def test_condition_names_say_what_is_wrong(name, says, not_says):
     with pytest.raises(ValueError) as caught:
         parse_condition(name)
     assert says in str(caught.value) and (not_says is None or not_says not in str(caught.value))
+
+
+#: every other stage against bad paths: (stage, argv with {placeholders}, what the one line says)
+STAGE_CASES = [
+    ("perturb", ["--manifest", "{folder}", "--conditions", "study", "--out", "{out}/p"], "{folder}: is a folder"),
+    ("perturb", ["--manifest", "{manifest}", "--conditions", "study", "--out", "{manifest}"],
+     "a part of the path is a file, not a folder"),
+    ("score", ["accuracy", "{folder}"], "{folder}: is a folder, not a file"),
+    ("score", ["accuracy", "{baseline}", "--out", "{folder}"], "{folder}: is a folder, not a file"),
+    ("merge", ["{baseline}"], "not a run directory"),
+    ("prepare", ["mmau", "--src", "{folder}", "--out", "{out}/m.jsonl"], "{folder}: is a folder, not a file"),
+    ("repair", ["--in", "{folder}", "--manifest", "{manifest}", "--out", "{out}/r.jsonl"],
+     "{folder}: is a folder, not a file"),
+    ("launch", ["{folder}"], "cannot read sweep file"),
+    ("finetune", ["--train", "{folder}", "--eval", "{manifest}", "--model", "qwen2-audio", "--model-path",
+                  "/models/nope", "--out", "{out}/ft"], "--train {folder}"),
+]
+
+
+@pytest.mark.parametrize("stage, argv, message", STAGE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(STAGE_CASES)])
+def test_every_stage_refuses_bad_paths_with_exit_2_and_writes_nothing(stage, argv, message, study, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(f"toolkit.cli.{stage}").main
+    values = {**study, "out": tmp_path / "out"}
+    before = sorted(study["folder"].parent.rglob("*"))
+    assert main([part.format(**values) for part in argv] + ["-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and message.format(**values) in "\n".join(err) and "Traceback" not in "\n".join(err)
+    assert len(err) == 1 or err[0].endswith("problem(s):")  # finetune lists its problems under one line
+    assert not (tmp_path / "out").exists() and sorted(study["folder"].parent.rglob("*")) == before
+
+
+def test_an_immutable_output_folder_is_one_line_in_score_and_launch(study, tmp_path, capsys):
+    from toolkit.cli.launch import main as launch_main
+    from toolkit.cli.score import main as score_main
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        assert score_main(["accuracy", str(study["baseline"]), "--out", str(locked / "s.md"), "-q"]) == 2
+        assert capsys.readouterr().err.strip() == f"score: error: {locked}: cannot create a file there: not " \
+                                                   "permitted (an immutable file or folder?)"
+        assert launch_main([str(REPO / "slurm" / "examples" / "demo.yaml"), "--executor", "debug", "--out",
+                            str(locked), "-q"]) == 2
+        assert capsys.readouterr().err.strip() == f"launch: error: {locked / 'demo'}: not permitted (an immutable " \
+                                                   "file or folder?)"
+        assert not any(locked.iterdir())
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)

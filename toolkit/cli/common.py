@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import logging
 import sys
 from typing import Callable, Optional, Sequence
@@ -17,11 +18,29 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C
 
-#: write failures a stage reports in one line (exit 2) instead of a traceback
-_WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file size limit is reached",
-                 errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the file system is read-only",
-                 errno.EACCES: "permission denied", errno.EPERM: "not permitted (immutable?)",
-                 errno.EISDIR: "is a folder"}
+#: a write that stopped part way: what happened (the rows written so far stay, a rerun resumes)
+_FULL = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file size limit is reached",
+         errno.EDQUOT: "the disk quota is exceeded"}
+#: a path that cannot be used as given
+_REFUSED = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+            errno.EPERM: "not permitted (an immutable file or folder?)", errno.EISDIR: "is a folder, not a file",
+            errno.ENOTDIR: "a part of the path is a file, not a folder"}
+
+
+def os_error_line(exc: OSError) -> Optional[str]:
+    """The one-line message of a file-system error a stage reports with exit 2 (None: not one
+    of those, let it propagate). Names the destination of a failed rename (atomic writes), not
+    its temporary file."""
+    where = exc.filename2 or exc.filename or "output"
+    if exc.errno in _FULL:
+        return (f"{where}: {_FULL[exc.errno]} ({exc.strerror}); rows already written are kept and a rerun of the "
+                "same command resumes")
+    if exc.errno in _REFUSED:
+        name = os.path.basename(str(where))
+        if name.startswith(".") and name.endswith(".tmp"):  # an atomic write's temporary file: its folder is refused
+            return f"{os.path.dirname(str(where))}: cannot create a file there: {_REFUSED[exc.errno]}"
+        return f"{where}: {_REFUSED[exc.errno]}"
+    return None
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -63,12 +82,12 @@ def run_cli(
         print(f"{parser.prog}: interrupted; every row written so far is kept (result files are appended line by "
               "line); run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (InputError, FileNotFoundError, NotADirectoryError) as exc:
+    except (InputError, FileNotFoundError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS:
+        message = os_error_line(exc)
+        if message is None:
             raise
-        print(f"{parser.prog}: error: {exc.filename or 'output'}: {_WRITE_ERRNOS[exc.errno]} ({exc.strerror}); "
-              "rows already written are kept and a rerun of the same command resumes", file=sys.stderr)
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
