@@ -261,3 +261,16 @@ def test_an_immutable_output_folder_is_one_line_in_score_and_launch(study, tmp_p
         assert not any(locked.iterdir())
     finally:
         subprocess.run(["chattr", "-i", str(locked)], check=True)
+
+
+def test_faithfulness_plots_without_curves_write_the_tables_and_say_why(study, tmp_path, capsys):
+    from toolkit.cli.score import main as score_main
+
+    own = tmp_path / "own.jsonl"
+    assert condition_main(["--manifest", str(study["manifest"]), "--results", str(study["baseline"]), "--model",
+                           "simulated", "--intervention", "own", "--out", str(own), "-q"]) == 0
+    capsys.readouterr()
+    report = tmp_path / "faithfulness.md"
+    assert score_main(["faithfulness", str(own), "--manifest", str(study["manifest"]), "--out", str(report),
+                       "--plots", str(tmp_path / "plots")]) == 0
+    assert "no consistency plots" in capsys.readouterr().err and "sanity" in report.read_text()

@@ -239,12 +239,14 @@ def _faithfulness(args: argparse.Namespace) -> int:
         raise InputError("faithfulness: no bin/condition rows and no inject-correct/inject-wrong conditions")
     provenance = _provenance(args, faithfulness=True)
     _write_sections(args, tables, provenance, "faithfulness")
-    if args.plots:
-        if "consistency" in tables:
+    if args.plots:  # the tables are written first: a plot that cannot be drawn never drops them
+        try:
+            if "consistency" not in tables:
+                raise InputError("no rows of an intervention with a curve (truncate, filler ...) have a reference "
+                                 "answer")
             plot_consistency_per_model(tables["consistency"], args.plots, params=provenance)
-        else:
-            log.warning("no consistency plots: no rows of an intervention with a curve (truncate, filler ...) "
-                        "have a reference answer; the tables are written")
+        except InputError as exc:
+            log.warning("no consistency plots: %s; the tables are written", exc)
     return EXIT_OK
 
 
