@@ -382,3 +382,34 @@ modes: [direct]
     for path in layout.root.glob("sim/demo/clean/direct/shard-*.jsonl"):
         lines = path.read_text().splitlines()
         assert len(lines) == len({json.loads(line)["id"] for line in lines}) == 6
+
+
+def test_resume_with_retry_errors_reruns_only_the_error_rows(tmp_path, capsys):
+    import shutil
+
+    from toolkit.data.demo import write_demo_manifest
+
+    manifest, items = write_demo_manifest(tmp_path / "data", items_per_task=2)
+    clip = tmp_path / "data" / items[0].audio
+    kept = tmp_path / "kept.wav"
+    shutil.move(clip, kept)  # the audio of one item is missing at first
+    sweep_file = _write(tmp_path / "s.yaml", f"""
+experiment: retry
+output: out
+models: [{{name: sim, backend: simulated, path: "accuracy=0.8"}}]
+datasets: [{{name: demo, manifest: {manifest}, shards: 2}}]
+conditions: [clean]
+modes: [direct]
+""")
+    argv = [str(sweep_file), "--executor", "debug", "--out", str(tmp_path / "o"), "-q"]
+    assert launch_main(argv) == 0
+    run_dir = tmp_path / "o" / "retry"
+    assert [r["id"] for r in _rows(run_dir / "results.jsonl") if r["error"]] == [items[0].id]
+    shutil.move(kept, clip)
+    assert launch_main(argv + ["--retry-errors"]) == 2  # only with --resume
+    assert launch_main(argv + ["--resume"]) == 0
+    assert LaunchRecord.read(run_dir).submissions[-1].tasks_submitted == 0  # error rows are rows
+    assert launch_main(argv + ["--resume", "--retry-errors"]) == 0
+    assert LaunchRecord.read(run_dir).submissions[-1].tasks_submitted == 1  # the shard holding the error row
+    rows = _rows(run_dir / "results.jsonl")
+    assert len(rows) == len(items) and not any(r["error"] for r in rows)

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output root, overriding the sweep's 'output' (run folder: OUT/<experiment>)")
     p.add_argument("--dry-run", action="store_true", help="print the arrays that would be submitted and stop")
     p.add_argument("--resume", action="store_true", help="continue this run folder: submit only unfinished tasks")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: also run error rows again (e.g. after missing audio was restored); the new "
+                        "rows supersede them")
     p.add_argument("--wait", action="store_true",
                    help="block until merge and score have finished; exit 1 if anything failed (implied by "
                         "local and debug)")
@@ -70,7 +73,11 @@ def _run(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep, check_files=not args.dry_run)
     if args.out is not None:
         sweep = sweep.with_output(args.out)
-    launch = Launch(sweep, load_profile(args.profile), args.executor, resume=args.resume, use_pdb=args.pdb)
+    if args.retry_errors and not args.resume:
+        print("launch: error: --retry-errors goes with --resume", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    launch = Launch(sweep, load_profile(args.profile), args.executor, resume=args.resume, use_pdb=args.pdb,
+                    retry_errors=args.retry_errors)
     if args.dry_run:
         for line in launch.dry_run_lines():
             print(line)

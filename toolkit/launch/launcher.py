@@ -253,15 +253,18 @@ class Launch:
         executor: ``slurm``, ``local`` or ``debug``.
         resume: continue an earlier launch of the same run folder (only unfinished tasks).
         use_pdb: ``debug`` executor: open pdb on an exception.
+        retry_errors: with ``resume``: tasks with error rows are unfinished too, and run them
+            again (the new rows supersede the error rows).
     """
 
     def __init__(self, sweep: Sweep, profile: ClusterProfile, executor: str, resume: bool = False,
-                 use_pdb: bool = False) -> None:
+                 use_pdb: bool = False, retry_errors: bool = False) -> None:
         self.sweep = sweep
         self.profile = profile
         self.executor_name = executor
         self.resume = resume
         self.use_pdb = use_pdb
+        self.retry_errors = retry_errors
         self.record: Optional[LaunchRecord] = None
         self.refs: List[Tuple[str, JobRef]] = []
 
@@ -297,7 +300,7 @@ class Launch:
         """Materialise inputs and work out the arrays (only unfinished tasks when resuming)."""
         sweep = materialise_inputs(self.sweep)
         tasks = plan_tasks(sweep)
-        pending, progress = pending_tasks(sweep, tasks)
+        pending, progress = pending_tasks(sweep, tasks, self.retry_errors)
         todo = pending if self.resume else tasks
         return sweep, tasks, plan_arrays(sweep, self.profile, todo), progress
 
@@ -354,7 +357,8 @@ class Launch:
         self._save()
         task_refs: List[JobRef] = []
         for array in arrays:
-            refs = executor.submit_array([ShardTask(sweep, t) for t in array.tasks], [t.label for t in array.tasks],
+            refs = executor.submit_array([ShardTask(sweep, t, self.retry_errors) for t in array.tasks],
+                                         [t.label for t in array.tasks],
                                          array.params, self.profile.array_parallelism, self.profile.max_requeues,
                                          array.python, TaskProgress(sweep, array.tasks) if progress else None)
             task_refs += refs

@@ -58,13 +58,14 @@ def _baseline_unit(unit: Unit) -> Unit:
                 manifest=unit.manifest, data_root=unit.data_root, seed=unit.seed)
 
 
-def unit_progress(sweep: Sweep, task: Task, items: List[Any]) -> List[UnitProgress]:
+def unit_progress(sweep: Sweep, task: Task, items: List[Any], retry_errors: bool = False) -> List[UnitProgress]:
     """How far each unit of ``task`` is, read from its shard files.
 
     Args:
         sweep: the sweep (output folder).
         task: the task.
         items: the dataset manifest's items in manifest order.
+        retry_errors: a key whose latest row carries an error is not done (``--retry-errors``).
 
     Returns:
         One entry per unit; rows of keys the unit does not expect do not count. An
@@ -80,7 +81,7 @@ def unit_progress(sweep: Sweep, task: Task, items: List[Any]) -> List[UnitProgre
     complete: Dict[Unit, bool] = {}
     for unit in task.units:
         path = layout.shard_path(unit, task.shard)
-        done_keys = read_done(path) if path.exists() else set()
+        done_keys = read_done(path, retry_errors) if path.exists() else set()
         expected: Optional[Set[RowKey]]
         if unit.intervention is None:
             expected = unit.expected_keys(shard_items)
@@ -105,11 +106,13 @@ class ShardTask(submitit.helpers.Checkpointable):
     Args:
         sweep: the sweep (with inputs already materialised: manifests and model paths exist).
         task: which model, dataset shard and units.
+        retry_errors: run error rows again (``bin/launch --resume --retry-errors``).
     """
 
-    def __init__(self, sweep: Sweep, task: Task) -> None:
+    def __init__(self, sweep: Sweep, task: Task, retry_errors: bool = False) -> None:
         self.sweep = sweep
         self.task = task
+        self.retry_errors = retry_errors
 
     def __call__(self) -> Dict[str, Any]:
         """Run the task; returns counts per unit (done, skipped, failed rows) and timings."""
@@ -118,7 +121,7 @@ class ShardTask(submitit.helpers.Checkpointable):
         record = TaskRecord(self.task.label, Process.this(), now(), job_id=_job_id())
         record.write(self.sweep.layout)
         try:
-            return run_task(self.sweep, self.task)
+            return run_task(self.sweep, self.task, self.retry_errors)
         finally:
             record.ended = now()
             record.write(self.sweep.layout)
@@ -164,12 +167,13 @@ def _config(sweep: Sweep, task: Task, unit: Unit) -> Any:
                        batch_size=task.model.batch_size, seed=sweep.seed, score_options=reading == "logprobs")
 
 
-def run_task(sweep: Sweep, task: Task) -> Dict[str, Any]:
+def run_task(sweep: Sweep, task: Task, retry_errors: bool = False) -> Dict[str, Any]:
     """Load the model once (only if some unit is unfinished) and run the task's pending units.
 
     Args:
         sweep: the sweep.
         task: the task.
+        retry_errors: error rows count as unfinished and run again (their new rows supersede them).
 
     Returns:
         ``{"task": label, "model_loads": 0|1, "load_seconds", "units": [{unit, done, skipped, failed}]}``.
@@ -184,7 +188,7 @@ def run_task(sweep: Sweep, task: Task) -> Dict[str, Any]:
 
     ds = task.dataset
     items = read_manifest(sweep.manifest_of(ds))
-    pending = [p.unit for p in unit_progress(sweep, task, items) if not p.complete]
+    pending = [p.unit for p in unit_progress(sweep, task, items, retry_errors) if not p.complete]
     result: Dict[str, Any] = {"task": task.label, "model_loads": 0, "load_seconds": 0.0, "units": []}
     if not pending:
         log.info("%s: every unit is complete; nothing to do", task.label)
@@ -213,17 +217,19 @@ def run_task(sweep: Sweep, task: Task) -> Dict[str, Any]:
                                 rw.get("batch_size", 8))
             summary = run_condition(items, baselines, intervention, backend, config, out, data_root, protocol,
                                     shard=shard, manifest=unit.manifest, baseline_file=baseline, progress=False,
-                                    hints=hints)
+                                    hints=hints, retry_errors=retry_errors)
         else:
             summary = run_inference(items, backend, config, out, data_root, shard=shard, manifest=unit.manifest,
-                                    progress=False, hints=hints)
+                                    progress=False, hints=hints, retry_errors=retry_errors)
         result["units"].append({"unit": unit.label, "done": summary.done, "skipped": summary.skipped,
                                 "failed": summary.failed})
     return result
 
 
-def pending_tasks(sweep: Sweep, tasks: List[Task]) -> Tuple[List[Task], Dict[str, List[UnitProgress]]]:
-    """The tasks with at least one unfinished unit, and the progress of every task by label."""
+def pending_tasks(sweep: Sweep, tasks: List[Task],
+                  retry_errors: bool = False) -> Tuple[List[Task], Dict[str, List[UnitProgress]]]:
+    """The tasks with at least one unfinished unit (with ``retry_errors``: or an error row), and
+    the progress of every task by label."""
     from toolkit.manifest import read_manifest
 
     items_by_manifest: Dict[Path, List[Any]] = {}
@@ -233,7 +239,7 @@ def pending_tasks(sweep: Sweep, tasks: List[Task]) -> Tuple[List[Task], Dict[str
         manifest = sweep.manifest_of(task.dataset)
         if manifest not in items_by_manifest:
             items_by_manifest[manifest] = read_manifest(manifest) if manifest.exists() else []
-        progress[task.label] = unit_progress(sweep, task, items_by_manifest[manifest])
+        progress[task.label] = unit_progress(sweep, task, items_by_manifest[manifest], retry_errors)
         if not all(u.complete for u in progress[task.label]):
             out.append(task)
     return out, progress
