@@ -124,6 +124,16 @@ def test_audio_without_samples_or_with_nan_becomes_an_error_row(tmp_path):
     assert rows["ok"]["error"] is None
     assert "the audio has no samples" in rows["empty"]["error"]
     assert "1000 NaN or infinite samples" in rows["nan"]["error"]
+    from toolkit.cli.perturb import main as perturb_main
+
+    assert perturb_main(["--manifest", str(manifest), "--condition", "mask-p20", "--out-dir", str(tmp_path / "p"),
+                         "-q"]) == 1
+    perturbed = {row["id"]: row for row in map(json.loads, (tmp_path / "p" / "mask-p20-scattered-silence" /
+                                                             "manifest.jsonl").read_text().splitlines())}
+    assert "condition_error" not in perturbed["ok"]["meta"]
+    assert "no samples" in perturbed["empty"]["meta"]["condition_error"]
+    assert "NaN or infinite" in perturbed["nan"]["meta"]["condition_error"]
+    assert sorted(p.name for p in (tmp_path / "p" / "mask-p20-scattered-silence").glob("*.wav")) == ["ok.wav"]
 
 
 def test_error_rows_are_retried_on_request_and_the_new_row_wins(tmp_path, capsys):

@@ -104,6 +104,23 @@ def load_audio(path: Pathlike, target_sr: int = TARGET_SR, channels: str = "mean
     return to_mono_16k(samples, sr, target_sr, channels)
 
 
+def load_usable_audio(path: Pathlike, channels: str = "mean") -> np.ndarray:
+    """:func:`load_audio` for a model or a condition: refuses clips no stage can use.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        RuntimeError: the file is empty or unreadable.
+        ValueError: the audio has no samples (a header-only file) or NaN / infinite samples.
+    """
+    x = load_audio(path, channels=channels)
+    if x.size == 0:
+        raise ValueError(f"{path}: the audio has no samples (a header-only file)")
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        raise ValueError(f"{path}: the audio has {bad} NaN or infinite samples")
+    return x
+
+
 def save_audio(path: Pathlike, samples: np.ndarray, sample_rate: int = TARGET_SR, fmt: str = "float") -> Path:
     """Write a mono WAV atomically (temporary file + rename, no fsync), byte-identical for equal input.
 

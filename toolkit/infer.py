@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from toolkit.answers import extract_answer, split_reasoning
-from toolkit.audio import TARGET_SR, audio_info, load_audio
+from toolkit.audio import TARGET_SR, audio_info, load_usable_audio
 from toolkit.errors import ConditionError, InputError, Pathlike
 from toolkit.manifest import Item, resolve_audio
 from toolkit.models.base import Backend, Generation, GenerationSettings, Request
@@ -177,11 +177,7 @@ class Runner:
         path = resolve_audio(item, self.data_root)
         if path is None:
             return None, {}
-        x = load_audio(path, channels=self.backend.channel_policy)
-        if x.size == 0:
-            raise InputError("the audio has no samples (a header-only file)", path)
-        if not np.isfinite(x).all():
-            raise InputError(f"the audio has {int(np.count_nonzero(~np.isfinite(x)))} NaN or infinite samples", path)
+        x = load_usable_audio(path, channels=self.backend.channel_policy)
         if "condition" in item.meta:  # a perturbed manifest: the file already is the condition
             unit.condition = str(item.meta["condition"])
             perturbation = dict(item.meta.get("perturbation", {}))

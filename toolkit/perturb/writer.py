@@ -44,7 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 from toolkit.atomic import atomic_write_json, atomic_write_jsonl
-from toolkit.audio import TARGET_SR, load_audio, save_audio
+from toolkit.audio import TARGET_SR, load_usable_audio, save_audio
 from toolkit.errors import ConditionError, InputError, Pathlike
 from toolkit.manifest import Item, resolve_audio
 from toolkit.perturb.base import Condition, Params
@@ -114,7 +114,7 @@ def _load(item: Item, data_root: Optional[Path]) -> np.ndarray:
     path = resolve_audio(item, data_root)
     if path is None:
         raise ValueError("item has no audio")
-    return load_audio(path)
+    return load_usable_audio(path)
 
 
 def _discard(path: Path) -> None:
