@@ -277,3 +277,109 @@ def test_explain_prints_the_set_up_and_writes_nothing(backend_name, tiny_folders
         assert "stop_ids" in printed and "official setup:" in printed
     if backend_name == "af3-think":
         assert '"matched": 8' in printed and "Please think and reason" in printed
+
+
+def test_the_system_prompt_is_the_backends_and_recorded(tiny_folders):
+    import dataclasses
+
+    from toolkit.prompts import PromptTemplate
+
+    assert "system" not in {field.name for field in dataclasses.fields(PromptTemplate)}  # it reached no backend
+    omni = load_backend("qwen2.5-omni", str(tiny_folders["qwen2.5-omni"]), LoadOptions(device="cpu"))
+    system = omni.describe()["system_prompt"]
+    assert system.startswith("You are Qwen, a virtual human") and system in omni.chat_text(_request(omni))
+
+
+def test_stereo_becomes_mono_by_the_models_official_rule():
+    from toolkit.audio import to_mono_16k
+
+    stereo = np.stack([np.full(160, 0.5, np.float32), np.full(160, -0.1, np.float32)], axis=1)
+    assert np.allclose(to_mono_16k(stereo, 16000), 0.2)
+    assert np.allclose(to_mono_16k(stereo, 16000, channels="first"), 0.5)
+    with pytest.raises(ValueError, match="mean, first"):
+        to_mono_16k(stereo, 16000, channels="left")
+    assert get_backend_class("qwen2-audio").channel_policy == "mean"
+    assert get_backend_class("salmonn").channel_policy == "first"  # SALMONN's cli_inference.py: audio[:, 0]
+
+
+@pytest.fixture(scope="module")
+def tiny_salmonn(tmp_path_factory) -> Path:
+    from toolkit.models.registry import build_tiny
+
+    return build_tiny("salmonn", tmp_path_factory.mktemp("salmonn") / "salmonn")
+
+
+def test_salmonn_runs_the_release_precision_mix_by_default(tiny_salmonn):
+    mixed = load_backend("salmonn", str(tiny_salmonn), LoadOptions(device="cpu"))
+    assert mixed.module_dtypes() == {"whisper": "float32", "beats": "float32", "llm": "float16",
+                                     "qformer_and_projection": "float32"}
+    assert mixed.describe()["autocast"]["why"].startswith("the release runs without autocast on CPU")
+    request = _request(mixed)
+    first = mixed.generate(mixed.prepare([request]), GenerationSettings(max_new_tokens=6), score_options=True)[0]
+    again = mixed.generate(mixed.prepare([request]), GenerationSettings(max_new_tokens=6), score_options=True)[0]
+    assert first.text == again.text and first.n_new_tokens > 0
+    single = load_backend("salmonn", str(tiny_salmonn), LoadOptions(device="cpu", dtype="fp32"))
+    assert set(single.module_dtypes().values()) == {"float32"}
+    assert single.describe()["autocast"] == {"enabled": False, "why": "one dtype throughout (--dtype given)"}
+    expected = single.generate(single.prepare([request]), GenerationSettings(max_new_tokens=6), score_options=True)[0]
+    assert first.option_logprobs == pytest.approx(expected.option_logprobs, abs=0.05)  # float16 Vicuna, same model
+
+
+def test_salmonn_checkpoints_that_pickle_training_objects_load_without_running_them(tiny_salmonn, tmp_path):
+    import argparse
+    import importlib
+    import sys
+
+    import torch
+
+    module = tmp_path / "mods" / "trainer_state_mod.py"
+    module.parent.mkdir()
+    module.write_text("RAN = []\nclass Scaler:\n    def __init__(self):\n        self.scale = 2.0 ** 16\n"
+                      "    def __setstate__(self, state):\n        RAN.append(state)\n"
+                      "        self.__dict__.update(state)\n")
+    sys.path.insert(0, str(module.parent))
+    try:
+        scaler = importlib.import_module("trainer_state_mod").Scaler()
+        folder = shutil.copytree(tiny_salmonn, tmp_path / "salmonn")
+        state = torch.load(folder / "salmonn.pth", weights_only=True)
+        torch.save({"model": state.get("model", state), "config": argparse.Namespace(lr=3e-5, epochs=30),
+                    "scaler": scaler, "epoch": 3}, folder / "salmonn.pth")
+    finally:
+        sys.path.remove(str(module.parent))
+        sys.modules.pop("trainer_state_mod", None)
+    with pytest.raises(Exception):  # what torch itself does with such a file
+        torch.load(folder / "salmonn.pth", weights_only=True)
+    from toolkit.models.salmonn.safe_load import load_weights_file
+
+    loaded, foreign = load_weights_file(folder / "salmonn.pth")
+    assert foreign == ["argparse.Namespace", "trainer_state_mod.Scaler"] and "trainer_state_mod" not in sys.modules
+    assert loaded["scaler"].state == {"scale": 2.0 ** 16} and loaded["epoch"] == 3
+    reference = load_backend("salmonn", str(tiny_salmonn), LoadOptions(device="cpu", dtype="fp32"))
+    pickled = load_backend("salmonn", str(folder), LoadOptions(device="cpu", dtype="fp32"))
+    request = _request(reference)
+    settings = GenerationSettings(max_new_tokens=6)
+    assert pickled.generate(pickled.prepare([request]), settings)[0].text == \
+        reference.generate(reference.prepare([request]), settings)[0].text
+
+
+def test_salmonn_fast_tokenizer_is_checked_against_the_slow_one(tiny_salmonn, tmp_path):
+    import sentencepiece as spm
+    from transformers import LlamaTokenizer
+
+    from toolkit.models.salmonn.loader import check_slow_tokenizer
+
+    backend = load_backend("salmonn", str(tiny_salmonn), LoadOptions(device="cpu", dtype="fp32"))
+    assert backend.describe()["tokenizer_check"].startswith("not checked: no tokenizer.model")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(backend.probe_texts() * 20 + ["USER: what sound is this? ASSISTANT: a dog barks"]))
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "tokenizer"), vocab_size=400,
+                                   hard_vocab_limit=False, model_type="bpe", byte_fallback=True, minloglevel=2,
+                                   normalization_rule_name="identity", remove_extra_whitespaces=False)  # as LLaMA's
+    llm = tmp_path / "llm"
+    llm.mkdir()
+    shutil.copy(tmp_path / "tokenizer.model", llm / "tokenizer.model")
+    fast = LlamaTokenizer.from_pretrained(str(llm))  # transformers 5 converts tokenizer.model to a fast tokenizer
+    texts = backend.probe_texts()
+    assert check_slow_tokenizer(fast, llm, texts) == f"fast == slow LlamaTokenizer on {len(texts)} prompt texts"
+    with pytest.raises(ValueError, match="the fast tokenizer differs from the release's slow LlamaTokenizer"):
+        check_slow_tokenizer(backend.tokenizer, llm, backend.probe_texts())  # another vocabulary altogether

@@ -262,7 +262,7 @@ def test_bin_infer_end_to_end_with_the_release_decoding(folder, manifest, tmp_pa
 
 def test_greedy_batches_equal_single_items_and_resume(greedy_json, manifest, tmp_path):
     common = ["--manifest", str(manifest), "--model", "salmonn", "--model-path", str(greedy_json), "--mode", "direct",
-              "--score-options", *SHORT]
+              "--score-options", "--dtype", "fp32", *SHORT]  # exact equality is a float32 property
     batched, single = tmp_path / "batched.jsonl", tmp_path / "single.jsonl"
     assert infer_main([*common, "--out", str(batched), "--batch-size", "6"]) == 1
     assert infer_main([*common, "--out", str(single), "--batch-size", "1"]) == 1

@@ -40,11 +40,13 @@ import numpy as np
 
 from toolkit.audio import TARGET_SR
 from toolkit.errors import Pathlike
+from toolkit.manifest import Item
 from toolkit.models import tiny
 from toolkit.models.base import Generation, GenerationSettings, LoadOptions, Request
 from toolkit.models.hf_chat import HFChatBackend, Prepared, resolve_device, resolve_dtype
 from toolkit.models.registry import register_backend
-from toolkit.models.salmonn.loader import SalmonnLayout, SalmonnProcessor, load_salmonn, read_layout
+from toolkit.models.salmonn.loader import (SalmonnLayout, SalmonnProcessor, check_slow_tokenizer, load_salmonn,
+                                          read_layout)
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,15 @@ class SalmonnBackend(HFChatBackend):
     official_source = ("bytedance/SALMONN (branch salmonn) configs/decode_config.yaml and models/salmonn.py "
                        "generate: num_beams 4, do_sample False, min_length 1, max_new_tokens 200, repetition and "
                        "length penalty 1.0")
+    channel_policy = "first"  # the release reads stereo files as audio[:, 0] (utils.py, dataset.py)
     audio_tokens_per_second = 88 / 30.0  # only sorts batches: the audio always takes 88 positions
 
     def __init__(self, model: Any, processor: SalmonnProcessor, model_path: str, device: str, dtype: Any,
                  layout: SalmonnLayout) -> None:
         super().__init__(model, processor, model_path, device, dtype)
         self.layout = layout
+        self.autocast: Dict[str, Any] = {"enabled": False, "why": "one dtype throughout"}
+        self.tokenizer_check = "not checked"
         if self.pad_id is None:  # Vicuna's tokenizer has no pad token: finished beams are padded with </s>
             self.pad_id = self.tokenizer.eos_token_id
             self.stop_ids.add(self.pad_id)
@@ -89,13 +94,31 @@ class SalmonnBackend(HFChatBackend):
                              "salmonn.pth, or a salmonn.json naming them)")
         if options.adapter:
             raise ValueError("salmonn takes no --adapter: its LoRA weights are part of salmonn.pth")
+        import torch
+
         layout = read_layout(model_path)
         device = resolve_device(options.device)
-        dtype = resolve_dtype(options.dtype, device)
-        model, processor = load_salmonn(layout, dtype, options.attn_implementation)
+        if options.dtype == "auto":  # the release's mix: Vicuna in float16, the encoders and Q-Former in float32
+            dtype, llm_dtype = torch.float32, torch.float16
+        else:
+            dtype = llm_dtype = resolve_dtype(options.dtype, device)
+        model, processor = load_salmonn(layout, dtype, options.attn_implementation, llm_dtype)
         model.to(device)
-        log.info("loaded SALMONN from %s on %s (%s)", model_path, device, dtype)
-        return cls(model, processor, model_path, device, dtype, layout)
+        log.info("loaded SALMONN from %s on %s (%s, LLM %s)", model_path, device, dtype, llm_dtype)
+        backend = cls(model, processor, model_path, device, dtype, layout)
+        backend.autocast = official_autocast(device, mixed=llm_dtype != dtype)
+        backend.tokenizer_check = check_slow_tokenizer(backend.tokenizer, layout.llama_path,
+                                                       backend.probe_texts())
+        return backend
+
+    def probe_texts(self) -> List[str]:
+        """Prompt pieces a run tokenises (template around the speech, a question with lettered options)."""
+        item = Item(id="probe", dataset="probe", audio="probe.wav", question="Which animal makes this sound?",
+                    choices=["a dog", "a cat", "a cow", "a bird"], answer=0)
+        request = Request(item=item, run=0, user_text="Which animal makes this sound?\n(A) a dog\n(B) a cat\n"
+                          "(C) a cow\n(D) a bird\nAnswer with the letter.", audio=np.zeros(1, np.float32))
+        before, after = self.prompt_parts(request)
+        return [before, after, *(f"({letter})" for letter in "ABCD"), *"ABCD"]
 
     # ---- prompts ------------------------------------------------------------------------
     def prompt_parts(self, request: Request) -> Tuple[str, str]:
@@ -184,8 +207,11 @@ class SalmonnBackend(HFChatBackend):
         inputs = self._to_device(prepared.inputs)
         if settings.do_sample:
             torch.manual_seed(settings.seed)
-        with torch.inference_mode():
+        autocast = torch.autocast(self.autocast.get("device", "cpu"), dtype=getattr(torch, self.autocast.get(
+            "dtype", "float16")), enabled=self.autocast["enabled"])
+        with torch.inference_mode(), autocast:
             embeds, mask, positions = self._prompt_embeddings(inputs)
+            embeds = embeds.to(self.model.llama_model.dtype)  # as the release's autocast hands them to Vicuna
             out = self.model.generate(embeds, mask, generation_config=self.decoding(settings))
             gens = self._generations(out.tolist())
             if score_options:
@@ -203,7 +229,20 @@ class SalmonnBackend(HFChatBackend):
                 "revision": getattr(self.model.config, "_commit_hash", None), "dtype": str(self.dtype),
                 "device": self.device,
                 "prompt_template": layout.prompt_template, "num_beams_by_default": layout.num_beams,
-                "speech_tokens": self.model.speech_tokens(), "max_audio_seconds": self.max_audio_seconds}
+                "speech_tokens": self.model.speech_tokens(), "max_audio_seconds": self.max_audio_seconds,
+                "autocast": self.autocast, "tokenizer_check": self.tokenizer_check, "official_max_new_tokens": 200,
+                "budget": "the prompt template's max_new_tokens (the release's 200 is not applied)",
+                "stereo": "first channel (the release's audio[:, 0])"}
+
+    def module_dtypes(self) -> Dict[str, str]:
+        """The dtype of each part: Whisper encoder, BEATs, Q-Former, projection, Vicuna (with LoRA)."""
+        parts = {"whisper": self.model.speech_encoder, "beats": self.model.beats, "llm": self.model.llama_model}
+        out = {name: "+".join(sorted({str(p.dtype).removeprefix("torch.") for p in module.parameters()}))
+               for name, module in parts.items()}
+        rest = {str(p.dtype).removeprefix("torch.") for name, p in self.model.named_parameters()
+                if not name.startswith(("speech_encoder.", "beats.", "llama_model."))}
+        out["qformer_and_projection"] = "+".join(sorted(rest))
+        return out
 
     @classmethod
     def build_tiny(cls, folder: Pathlike, **sizes: Any) -> Path:
@@ -305,3 +344,22 @@ def _release_clip(audio: np.ndarray) -> np.ndarray:
     """A clip as the release feeds it: zero-padded to at least 1 s, cut at 30 s."""
     clip = np.asarray(audio, dtype=np.float32)[: int(SalmonnBackend.max_audio_seconds * TARGET_SR)]
     return np.pad(clip, (0, max(0, int(MIN_SECONDS * TARGET_SR) - clip.size)))
+
+
+def official_autocast(device: str, mixed: bool) -> Dict[str, Any]:
+    """How the forward runs: the release wraps it in float16 autocast on a GPU (``maybe_autocast``)
+    and runs without autocast on a CPU; a run in one dtype needs none.
+
+    Args:
+        device: ``cuda...`` or ``cpu``.
+        mixed: the weights are the release's mix (float16 Vicuna, float32 rest).
+
+    Returns:
+        ``{"enabled", "device", "dtype", "why"}`` for :meth:`SalmonnBackend.generate` and the sidecar.
+    """
+    if not mixed:
+        return {"enabled": False, "why": "one dtype throughout (--dtype given)"}
+    if device.startswith("cuda"):
+        return {"enabled": True, "device": "cuda", "dtype": "float16", "why": "the release: float16 autocast on GPU"}
+    return {"enabled": False, "why": "the release runs without autocast on CPU: float32 encoders, their output cast "
+                                     "to the float16 Vicuna"}

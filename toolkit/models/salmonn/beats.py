@@ -290,7 +290,9 @@ def load_beats(path: Path) -> BEATs:
     Raises:
         ValueError: the file lacks ``cfg``/``model``, or a key is missing or unexpected.
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    from toolkit.models.salmonn.safe_load import load_weights_file
+
+    checkpoint, _ = load_weights_file(path)
     if not isinstance(checkpoint, dict) or "cfg" not in checkpoint or "model" not in checkpoint:
         raise ValueError(f"{path}: not a BEATs checkpoint (expected a dict with 'cfg' and 'model')")
     model = BEATs(BEATsConfig.from_dict(checkpoint["cfg"]))

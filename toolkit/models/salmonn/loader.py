@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from toolkit.errors import Pathlike
+from toolkit.models.salmonn.safe_load import load_weights_file
 
 if TYPE_CHECKING:  # torch-free import of this module
     from toolkit.models.salmonn.model import QFormerSpec, SalmonnModel
@@ -146,10 +147,12 @@ def load_checkpoint_state(model: Any, state: Mapping[str, Any], source: str = "c
 
 
 def read_checkpoint(path: Pathlike) -> Dict[str, Any]:
-    """The state dict of a SALMONN checkpoint file (``{"model": state_dict, ...}`` or a bare state dict)."""
-    import torch
-
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    """The state dict of a SALMONN checkpoint file (``{"model": state_dict, ...}`` or a bare state dict),
+    read by :func:`~toolkit.models.salmonn.safe_load.load_weights_file` (pickled training objects stay inert)."""
+    checkpoint, foreign = load_weights_file(path)
+    if foreign:
+        log.info("%s: read without importing %s (training state; only the 'model' tensors are used)", path,
+                 ", ".join(foreign))
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "speech_query_tokens" not in state:
         raise CheckpointKeyError(f"{path}: not a SALMONN checkpoint (no 'speech_query_tokens' in its 'model')")
@@ -237,7 +240,7 @@ class SalmonnProcessor:
 
 
 def assemble(layout: SalmonnLayout, spec: "QFormerSpec", dtype: Any = None,
-             attn_implementation: Optional[str] = None) -> "SalmonnModel":
+             attn_implementation: Optional[str] = None, llm_dtype: Any = None) -> "SalmonnModel":
     """Whisper, BEATs and Vicuna loaded from their files, with a fresh Q-Former, projection and LoRA.
 
     Args:
@@ -245,6 +248,7 @@ def assemble(layout: SalmonnLayout, spec: "QFormerSpec", dtype: Any = None,
         spec: Q-Former sizes and LoRA rank (usually :func:`qformer_spec` of the checkpoint).
         dtype: torch dtype of every weight (None: float32).
         attn_implementation: passed to the LLM's ``from_pretrained``.
+        llm_dtype: the LLM's dtype when it differs (the release: Vicuna in float16, the rest float32).
 
     Returns:
         The model in eval mode; only :func:`load_checkpoint_state` is left to do.
@@ -266,7 +270,8 @@ def assemble(layout: SalmonnLayout, spec: "QFormerSpec", dtype: Any = None,
     if absent:
         raise ValueError(f"{layout.whisper_path}: Whisper encoder weights missing: {sorted(absent)[:5]}")
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    llama, info = LlamaForCausalLM.from_pretrained(layout.llama_path, dtype=dtype, local_files_only=True,
+    llm_dtype = llm_dtype or dtype
+    llama, info = LlamaForCausalLM.from_pretrained(layout.llama_path, dtype=llm_dtype, local_files_only=True,
                                                    output_loading_info=True, **extra)
     if info["missing_keys"]:
         raise ValueError(f"{layout.llama_path}: LLM weights missing: {sorted(info['missing_keys'])[:5]}")
@@ -274,11 +279,13 @@ def assemble(layout: SalmonnLayout, spec: "QFormerSpec", dtype: Any = None,
                       target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", inference_mode=True)
     model = SalmonnModel(whisper.encoder, load_beats(layout.beats_path), get_peft_model(llama, lora), spec,
                          layout.second_per_window, layout.second_stride)
-    return model.to(dtype).eval()
+    model.to(dtype)
+    model.llama_model.to(llm_dtype)
+    return model.eval()
 
 
-def load_salmonn(layout: SalmonnLayout, dtype: Any = None,
-                 attn_implementation: Optional[str] = None) -> Tuple["SalmonnModel", SalmonnProcessor]:
+def load_salmonn(layout: SalmonnLayout, dtype: Any = None, attn_implementation: Optional[str] = None,
+                 llm_dtype: Any = None) -> Tuple["SalmonnModel", SalmonnProcessor]:
     """Build the model from its parts and load the SALMONN checkpoint strictly.
 
     Returns:
@@ -290,10 +297,36 @@ def load_salmonn(layout: SalmonnLayout, dtype: Any = None,
     from transformers import AutoTokenizer, WhisperFeatureExtractor
 
     state = read_checkpoint(layout.ckpt)
-    model = assemble(layout, qformer_spec(state), dtype, attn_implementation)
+    model = assemble(layout, qformer_spec(state), dtype, attn_implementation, llm_dtype)
     load_checkpoint_state(model, state, str(layout.ckpt))
     processor = SalmonnProcessor(
         tokenizer=AutoTokenizer.from_pretrained(layout.llama_path, local_files_only=True),
         feature_extractor=WhisperFeatureExtractor.from_pretrained(layout.whisper_path, local_files_only=True))
     log.info("loaded SALMONN from %s (%s)", layout.ckpt, model.spec)
     return model, processor
+
+
+def check_slow_tokenizer(tokenizer: Any, llama_path: Pathlike, texts: List[str]) -> str:
+    """Check the fast tokenizer against the release's slow one (``LlamaTokenizer(use_fast=False)``,
+    i.e. sentencepiece on ``tokenizer.model``; transformers 5 has no slow Llama tokenizer left) on
+    ``texts`` (the prompt pieces a run tokenises).
+
+    Returns:
+        What was checked, for the sidecar (``not checked: ...`` without ``tokenizer.model``).
+
+    Raises:
+        ValueError: a text tokenises differently; names it and both id lists' starts.
+    """
+    model_file = Path(llama_path) / "tokenizer.model"
+    if not model_file.is_file():
+        return "not checked: no tokenizer.model in the LLM folder (the release's slow tokenizer reads it)"
+    import sentencepiece
+
+    slow = sentencepiece.SentencePieceProcessor(model_file=str(model_file))  # what LlamaTokenizer(use_fast=False) ran
+    for text in texts:
+        fast_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        slow_ids = slow.encode(text)
+        if fast_ids != slow_ids:
+            raise ValueError(f"{llama_path}: the fast tokenizer differs from the release's slow LlamaTokenizer on "
+                             f"{text!r}: fast {fast_ids[:12]}..., slow {slow_ids[:12]}...")
+    return f"fast == slow LlamaTokenizer on {len(texts)} prompt texts"
