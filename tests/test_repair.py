@@ -256,4 +256,5 @@ def test_real_mmau_reasoning_file(shared_data, tmp_path, capsys):
     report = json.loads(out.with_name(out.name + ".meta.json").read_text())["params"]["report"]
     assert report["rows"] == len(before) and report["relabelled"] == 0
     assert f"nulls {report['nulls_before']} -> {report['nulls_after']}" in printed
-    assert f"missed reasoning {report['missed_reasoning']}" in printed
+    assert f"missed reasoning {report['missed_reasoning']} (reasoning-mode predictions whose reasoning is empty" \
+        in printed

@@ -88,7 +88,8 @@ class RepairReport:
                f"nulls {self.nulls_before} -> {self.nulls_after} (filled {self.filled})",
                f"items changed {self.items_changed}",
                f"per rule: {rules or '-'}",
-               f"missed reasoning {self.missed_reasoning}"]
+               f"missed reasoning {self.missed_reasoning} (reasoning-mode predictions whose reasoning is empty: "
+               "the model answered without a chain)"]
         if self.reparse_all:
             out.append(self.relabel_line())
             out += [f"  {e['id']} run {e['run']}: {e['old']} -> {e['new']} ({e['rule']})" for e in self.examples]
