@@ -16,17 +16,22 @@ import soundfile as sf
 torch = pytest.importorskip("torch")
 knf = pytest.importorskip("kaldi_native_fbank")
 
-from toolkit.cli.condition import main as condition_main  # noqa: E402
-from toolkit.cli.infer import main as infer_main  # noqa: E402
-from toolkit.cli.launch import main as launch_main  # noqa: E402
-from toolkit.data.demo import prepare_demo  # noqa: E402
-from toolkit.manifest import Item, write_manifest  # noqa: E402
-from toolkit.models.base import GenerationSettings, LoadOptions, Request  # noqa: E402
-from toolkit.models.registry import backend_names, load_backend  # noqa: E402
-from toolkit.models.salmonn import fbank as fb  # noqa: E402
-from toolkit.models.salmonn.beats import load_beats, relative_position_buckets  # noqa: E402
-from toolkit.models.salmonn.loader import (CheckpointKeyError, checkpoint_keys, load_checkpoint_state,  # noqa: E402
-                                           read_checkpoint, to_module_key)
+from toolkit.cli.condition import main as condition_main
+from toolkit.cli.infer import main as infer_main
+from toolkit.cli.launch import main as launch_main
+from toolkit.data.demo import prepare_demo
+from toolkit.manifest import Item, write_manifest
+from toolkit.models.base import GenerationSettings, LoadOptions, Request
+from toolkit.models.registry import backend_names, load_backend
+from toolkit.models.salmonn import fbank as fb
+from toolkit.models.salmonn.beats import load_beats, relative_position_buckets
+from toolkit.models.salmonn.loader import (
+    CheckpointKeyError,
+    checkpoint_keys,
+    load_checkpoint_state,
+    read_checkpoint,
+    to_module_key,
+)
 
 SR = 16000
 SHORT = ["--max-new-tokens", "5", "--min-new-tokens", "5", "-q"]
@@ -86,7 +91,10 @@ def _numpy_kaldi_fbank(x: np.ndarray, bins: int) -> np.ndarray:
     frames = frames - 0.97 * np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
     frames *= (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 399)) ** 0.85
     power = np.abs(np.fft.rfft(frames, 512)) ** 2
-    mel = lambda f: 1127 * np.log(1 + np.asarray(f) / 700)  # noqa: E731
+
+    def mel(f):
+        return 1127 * np.log(1 + np.asarray(f) / 700)
+
     edges = np.linspace(mel(20), mel(8000), bins + 2)
     fft_mel = mel(np.arange(257) * 16000 / 512)
     weights = np.zeros((bins, 257))
@@ -121,7 +129,10 @@ def test_fbank_equals_kaldi_native_fbank_where_it_accepts_the_bins():
 @pytest.mark.parametrize("freq", [440.0, 1000.0, 3000.0])
 def test_a_pure_tone_peaks_in_the_mel_bin_of_its_frequency(freq):
     features = fb.beats_fbank(_tone(1.0, freq))
-    mel = lambda f: 1127 * np.log(1 + f / 700)  # noqa: E731
+
+    def mel(f):
+        return 1127 * np.log(1 + f / 700)
+
     centres = mel(20) + (np.arange(1, 129)) * (mel(8000) - mel(20)) / 129
     expected = int(np.argmin(np.abs(centres - mel(freq))))
     assert abs(int(np.median(features.argmax(axis=1))) - expected) <= 1

@@ -26,27 +26,62 @@ layout's ``num_beams`` (4 unless ``salmonn.json`` sets it; ``"num_beams": 1`` th
 greedy decoding); ``--num-beams N`` with N > 1 decodes with N beams; ``--sample`` samples as
 asked. The sidecar's model facts record the layout's value (``num_beams_by_default``).
 Option log-probabilities (``--score-options``) come from one forward pass over the prompt, so
-they do not depend on the beams.
+they do not depend on the beams. Every other value of ``decode_config.yaml`` (``do_sample:
+False``, ``min_length: 1``, ``repetition_penalty: 1.0``, ``length_penalty: 1.0``; ``temperature:
+1.0`` and ``top_p: 0.9`` act only when sampling) is transformers' default or
+:attr:`SalmonnBackend.official_generation` (``min_new_tokens=1``: the release generates from
+``inputs_embeds``, so ``min_length=1`` counts new tokens); the release's ``max_new_tokens:
+200`` is **not** applied: the prompt template's budget is (recorded as
+``official_max_new_tokens``). Its extra stopping criterion (token 2 at the end of the first
+row) only repeats ``</s>``, Vicuna's end token.
+
+Precision: :mod:`toolkit.models.salmonn.precision` (``--dtype auto`` is the release's float16
+Vicuna with float32 encoders, Q-Former and projection, under float16 autocast; recorded as
+``precision`` and ``autocast``).
+
+Tokenizer: the release uses ``LlamaTokenizer.from_pretrained(vicuna, use_fast=False)`` (sentencepiece
+on ``tokenizer.model``), adds ``[PAD]`` and resizes Vicuna's embeddings and output layer to
+the new length (``resize_token_embeddings``: the new rows are random and not in
+``salmonn.pth``). Here the fast tokenizer (``AutoTokenizer``) is checked against
+sentencepiece on the prompt pieces a run tokenises (:meth:`SalmonnBackend.probe_texts`,
+:func:`~toolkit.models.salmonn.loader.check_slow_tokenizer`); a mismatch stops the load. No
+``[PAD]`` row is added: ``[PAD]`` only pads the release's batched prompts and training targets,
+never a one-clip prompt, so the token logits are the release's without its randomly
+initialised ``[PAD]`` logit. The pad id (Vicuna's ``generation_config`` ``pad_token_id``, else
+``</s>``) only pads finished rows/beams; it is not a stop token (``<unk>``, id 0, would not
+stop the release either).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar
 
 import numpy as np
 
 from toolkit.audio import TARGET_SR
 from toolkit.errors import Pathlike
-from toolkit.manifest import Item
+from toolkit.manifest import Item, letter
 from toolkit.models import tiny
 from toolkit.models.base import Generation, GenerationSettings, LoadOptions, Request
-from toolkit.models.hf_chat import HFChatBackend, Prepared, resolve_device, resolve_dtype
+from toolkit.models.hf_chat import HFChatBackend, Prepared, resolve_device
 from toolkit.models.registry import register_backend
-from toolkit.models.salmonn.loader import (SalmonnLayout, SalmonnProcessor, check_slow_tokenizer, load_salmonn,
-                                          read_layout)
+from toolkit.models.salmonn.loader import (
+    SalmonnLayout,
+    SalmonnProcessor,
+    check_slow_tokenizer,
+    check_vocabulary,
+    load_salmonn,
+    read_layout,
+)
+from toolkit.models.salmonn.precision import (
+    RELEASE_AUTOCAST,
+    RELEASE_PARTS,
+    PrecisionPlan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +96,21 @@ class SalmonnBackend(HFChatBackend):
 
     name = "salmonn"
     model_class = "SalmonnModel"
-    max_audio_seconds: Optional[float] = 30.0
+    max_audio_seconds: float | None = 30.0
     # the release's min_length=1 over inputs_embeds: no end token at the first step
-    official_generation = {"min_new_tokens": 1}
-    official_source = ("bytedance/SALMONN (branch salmonn) configs/decode_config.yaml and models/salmonn.py "
-                       "generate: num_beams 4, do_sample False, min_length 1, max_new_tokens 200, repetition and "
-                       "length penalty 1.0")
+    official_generation: ClassVar[dict[str, Any]] = {"min_new_tokens": 1}
+    official_source = ("bytedance/SALMONN (branch salmonn) configs/decode_config.yaml 'generate', read by "
+                       "models/salmonn.py generate (cli_inference.py): num_beams 4 (the layout's num_beams), do_sample "
+                       "False, min_length 1 (min_new_tokens 1: generation from inputs_embeds), max_new_tokens 200 "
+                       "(not applied: the prompt template's budget), repetition_penalty 1.0 and length_penalty 1.0 "
+                       "(transformers' defaults), temperature 1.0 and top_p 0.9 (sampling only); stop at </s> (2); "
+                       "Vicuna float16, the rest float32, float16 autocast")
+    #: ``configs/decode_config.yaml`` ``generate:`` as released (recorded in ``describe()``)
+    official_decode_config: ClassVar[dict[str, Any]] = {
+        "max_new_tokens": 200, "num_beams": 4, "do_sample": False, "min_length": 1, "temperature": 1.0, "top_p": 0.9,
+        "repetition_penalty": 1.0, "length_penalty": 1.0}
+    #: the release's budget; not applied (the prompt template's ``max_new_tokens`` is the run's)
+    official_max_new_tokens = 200
     channel_policy = "first"  # the release reads stereo files as audio[:, 0] (utils.py, dataset.py)
     audio_tokens_per_second = 88 / 30.0  # only sorts batches: the audio always takes 88 positions
 
@@ -74,14 +118,23 @@ class SalmonnBackend(HFChatBackend):
                  layout: SalmonnLayout) -> None:
         super().__init__(model, processor, model_path, device, dtype)
         self.layout = layout
-        self.autocast: Dict[str, Any] = {"enabled": False, "why": "one dtype throughout"}
+        self.precision = PrecisionPlan(dtype, dtype, {"enabled": False, "why": "one dtype throughout"})
         self.tokenizer_check = "not checked"
-        if self.pad_id is None:  # Vicuna's tokenizer has no pad token: finished beams are padded with </s>
+        self.vocabulary: dict[str, Any] = {}
+        self.checkpoint_objects: dict[str, Any] = {}
+        eos = model.generation_config.eos_token_id
+        # only the end token stops: the pad id (Vicuna's generation_config has 0, <unk>) only pads finished rows
+        self.stop_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.pad_id is None:  # no pad id anywhere: finished beams are padded with </s>
             self.pad_id = self.tokenizer.eos_token_id
-            self.stop_ids.add(self.pad_id)
+
+    @property
+    def autocast(self) -> dict[str, Any]:
+        """``{"enabled", "device", "dtype", "why"}`` of the forward (see :mod:`~toolkit.models.salmonn.precision`)."""
+        return self.precision.autocast
 
     @classmethod
-    def load(cls, model_path: Optional[str], options: LoadOptions) -> "SalmonnBackend":
+    def load(cls, model_path: str | None, options: LoadOptions) -> SalmonnBackend:
         """Load the four parts (see :func:`~toolkit.models.salmonn.loader.read_layout`).
 
         Raises:
@@ -94,34 +147,49 @@ class SalmonnBackend(HFChatBackend):
                              "salmonn.pth, or a salmonn.json naming them)")
         if options.adapter:
             raise ValueError("salmonn takes no --adapter: its LoRA weights are part of salmonn.pth")
-        import torch
+        from toolkit.models.salmonn import precision
 
         layout = read_layout(model_path)
         device = resolve_device(options.device)
-        if options.dtype == "auto":  # the release's mix: Vicuna in float16, the encoders and Q-Former in float32
-            dtype, llm_dtype = torch.float32, torch.float16
-        else:
-            dtype = llm_dtype = resolve_dtype(options.dtype, device)
-        model, processor = load_salmonn(layout, dtype, options.attn_implementation, llm_dtype)
+        plan = precision.plan(options.dtype, device)  # auto: the release's mix (float16 Vicuna, float32 rest)
+        record: dict[str, Any] = {}
+        model, processor = load_salmonn(layout, plan.dtype, options.attn_implementation, plan.llm_dtype, record)
         model.to(device)
-        log.info("loaded SALMONN from %s on %s (%s, LLM %s)", model_path, device, dtype, llm_dtype)
-        backend = cls(model, processor, model_path, device, dtype, layout)
-        backend.autocast = official_autocast(device, mixed=llm_dtype != dtype)
-        backend.tokenizer_check = check_slow_tokenizer(backend.tokenizer, layout.llama_path,
-                                                       backend.probe_texts())
+        log.info("loaded SALMONN from %s on %s (%s, LLM %s; autocast: %s)", model_path, device, plan.dtype,
+                 plan.llm_dtype, plan.autocast["why"])
+        if plan.fallback:
+            log.warning("SALMONN: %s", plan.autocast["why"])
+        backend = cls(model, processor, model_path, device, plan.dtype, layout)
+        backend.precision = plan
+        backend.checkpoint_objects = record
+        backend.vocabulary = check_vocabulary(backend.tokenizer, model.llama_model, layout.llama_path)
+        backend.tokenizer_check = check_slow_tokenizer(backend.tokenizer, layout.llama_path, backend.probe_texts())
         return backend
 
-    def probe_texts(self) -> List[str]:
-        """Prompt pieces a run tokenises (template around the speech, a question with lettered options)."""
+    def probe_texts(self) -> list[str]:
+        """The text pieces a run tokenises, for the tokenizer check: for a sample question with four
+        options under every registered prompt template (conditioned ones with a sample reasoning
+        placed as the template places it), the prompt before and after the speech embeddings and
+        the text-only prompt; then the option letters as option scoring encodes them, and ``(A)``...
+        Distinct, in order, none empty.
+        """
+        from toolkit.prompts import PROMPTS, render_user_text
+
         item = Item(id="probe", dataset="probe", audio="probe.wav", question="Which animal makes this sound?",
                     choices=["a dog", "a cat", "a cow", "a bird"], answer=0)
-        request = Request(item=item, run=0, user_text="Which animal makes this sound?\n(A) a dog\n(B) a cat\n"
-                          "(C) a cow\n(D) a bird\nAnswer with the letter.", audio=np.zeros(1, np.float32))
-        before, after = self.prompt_parts(request)
-        return [before, after, *(f"({letter})" for letter in "ABCD"), *"ABCD"]
+        texts: list[str] = []
+        for template in PROMPTS.values():
+            user, prefix, turns = render_user_text(template, item), template.answer_prefix, ()
+            if template.continuation is not None:
+                user, prefix, turns = template.place(user, "The clip is a dog barking twice, so the answer is A.")
+            for audio in (np.zeros(1, np.float32), None):
+                request = Request(item=item, run=0, user_text=user, audio=audio, assistant_prefix=prefix, turns=turns)
+                texts.extend(self.prompt_parts(request))
+        letters = [letter(i) for i in range(len(item.choices or ()))]
+        return list(dict.fromkeys(t for t in [*texts, *letters, *(f"({x})" for x in letters)] if t))
 
     # ---- prompts ------------------------------------------------------------------------
-    def prompt_parts(self, request: Request) -> Tuple[str, str]:
+    def prompt_parts(self, request: Request) -> tuple[str, str]:
         """The prompt text before and after the speech embeddings (after is everything for text-only items).
 
         SALMONN's template has one user turn: further turns (``two-turn``) are joined to the user
@@ -143,7 +211,7 @@ class SalmonnBackend(HFChatBackend):
         middle = SPEECH_PLACEHOLDER if request.audio is not None else ""
         return f"{self.tokenizer.bos_token or ''}{before}{middle}{after}"
 
-    def _ids(self, text: str) -> List[int]:
+    def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def prepare(self, requests: Sequence[Request]) -> Prepared:
@@ -160,7 +228,7 @@ class SalmonnBackend(HFChatBackend):
         if any(with_audio) and not all(with_audio):
             raise ValueError("a batch mixes items with and without audio")
         parts = [self.prompt_parts(r) for r in requests]
-        inputs: Dict[str, Any] = {"before": [[self.tokenizer.bos_token_id] + self._ids(b) for b, _ in parts],
+        inputs: dict[str, Any] = {"before": [[self.tokenizer.bos_token_id] + self._ids(b) for b, _ in parts],
                                   "after": [self._ids(a) for _, a in parts]}
         if all(with_audio):
             clips = [_release_clip(r.audio) for r in requests]
@@ -172,7 +240,7 @@ class SalmonnBackend(HFChatBackend):
         return Prepared(inputs=inputs, requests=list(requests), prompt_length=0)
 
     # ---- generation ---------------------------------------------------------------------
-    def _prompt_embeddings(self, inputs: Dict[str, Any]) -> Tuple[Any, Any, Any]:
+    def _prompt_embeddings(self, inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
         """Left-padded prompt embeddings with the speech spliced in, their attention mask and position ids."""
         import torch
 
@@ -200,16 +268,14 @@ class SalmonnBackend(HFChatBackend):
             settings = dataclasses.replace(settings, num_beams=self.layout.num_beams)
         return super().decoding(settings)
 
-    def generate(self, prepared: Prepared, settings: GenerationSettings, score_options: bool = False) -> List[Generation]:
+    def generate(self, prepared: Prepared, settings: GenerationSettings, score_options: bool = False) -> list[Generation]:
         """Generate for a prepared batch; see :meth:`Backend.generate` and the module docstring (beams)."""
         import torch
 
         inputs = self._to_device(prepared.inputs)
         if settings.do_sample:
             torch.manual_seed(settings.seed)
-        autocast = torch.autocast(self.autocast.get("device", "cpu"), dtype=getattr(torch, self.autocast.get(
-            "dtype", "float16")), enabled=self.autocast["enabled"])
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), self.precision.context():  # the release: audio encoding and generate under autocast
             embeds, mask, positions = self._prompt_embeddings(inputs)
             embeds = embeds.to(self.model.llama_model.dtype)  # as the release's autocast hands them to Vicuna
             out = self.model.generate(embeds, mask, generation_config=self.decoding(settings))
@@ -220,21 +286,51 @@ class SalmonnBackend(HFChatBackend):
                     gen.option_logprobs = self._option_logprobs(last[row], prepared.requests[row])
         return gens
 
-    def describe(self) -> Dict[str, Any]:
-        """Parts, dtype, device, prompt template, decoding default and audio handling."""
+    def describe(self) -> dict[str, Any]:
+        """Parts, dtype, device, prompt template, decoding default and audio handling, and the
+        official set-up as applied: ``precision`` (the plan, dtype per part next to the
+        release's, autocast or the fallback and why), ``autocast``, ``tokenizer_check``,
+        ``vocabulary`` (tokenizer size, embedding rows, pad id, the release's ``[PAD]``),
+        ``checkpoint_objects`` (what ``salmonn.pth``/``beats.pt`` pickle besides weights and were
+        skipped), ``official_decoding`` and ``official_max_new_tokens``."""
         layout = self.layout
+        plan = self.precision
         return {"backend": self.name, "model_class": self.model_class, "model_path": self.model_path,
                 "parts": {"whisper": str(layout.whisper_path), "beats": str(layout.beats_path),
                           "llm": str(layout.llama_path), "checkpoint": str(layout.ckpt)},
-                "revision": getattr(self.model.config, "_commit_hash", None), "dtype": str(self.dtype),
+                "revision": getattr(self.model.config, "_commit_hash", None),
+                "dtype": str(self.dtype) if plan.plan == "one dtype" else "release mix (float16 Vicuna, float32 rest)",
                 "device": self.device,
                 "prompt_template": layout.prompt_template, "num_beams_by_default": layout.num_beams,
                 "speech_tokens": self.model.speech_tokens(), "max_audio_seconds": self.max_audio_seconds,
-                "autocast": self.autocast, "tokenizer_check": self.tokenizer_check, "official_max_new_tokens": 200,
+                "precision": {"plan": plan.plan, "parts": self.part_dtypes(), "release_parts": dict(RELEASE_PARTS),
+                              "autocast": self.autocast, "release_autocast": RELEASE_AUTOCAST,
+                              "fallback": plan.fallback},
+                "autocast": self.autocast, "tokenizer_check": self.tokenizer_check, "vocabulary": self.vocabulary,
+                "stop_ids": sorted(self.stop_ids), "pad_id": self.pad_id,
+                "checkpoint_objects": self.checkpoint_objects,
+                "official_decoding": dict(self.official_decode_config),
+                "official_max_new_tokens": self.official_max_new_tokens,
                 "budget": "the prompt template's max_new_tokens (the release's 200 is not applied)",
                 "stereo": "first channel (the release's audio[:, 0])"}
 
-    def module_dtypes(self) -> Dict[str, str]:
+    def part_dtypes(self) -> dict[str, str]:
+        """The dtype of each part as the release names them: ``llama`` (Vicuna without its LoRA),
+        ``lora``, ``whisper``, ``beats``, ``qformer`` (with its query tokens and the LayerNorms
+        ``ln_speech``/``ln_audio`` in front of it) and ``projection`` (``speech_llama_proj``)."""
+        prefixes = {"whisper": ("speech_encoder.",), "beats": ("beats.",), "projection": ("speech_llama_proj.",),
+                    "qformer": ("speech_Qformer.", "speech_query_tokens", "ln_speech.", "ln_audio."),
+                    "llama": ("llama_model.",)}
+        found: dict[str, set] = {}
+        for name, param in self.model.named_parameters():
+            part = next(key for key, starts in prefixes.items() if name.startswith(starts))
+            if part == "llama" and ".lora_" in name:
+                part = "lora"
+            found.setdefault(part, set()).add(str(param.dtype).removeprefix("torch."))
+        order = ("llama", "lora", "whisper", "beats", "qformer", "projection")
+        return {part: "+".join(sorted(found[part])) for part in order if part in found}
+
+    def module_dtypes(self) -> dict[str, str]:
         """The dtype of each part: Whisper encoder, BEATs, Q-Former, projection, Vicuna (with LoRA)."""
         parts = {"whisper": self.model.speech_encoder, "beats": self.model.beats, "llm": self.model.llama_model}
         out = {name: "+".join(sorted({str(p.dtype).removeprefix("torch.") for p in module.parameters()}))
@@ -345,21 +441,3 @@ def _release_clip(audio: np.ndarray) -> np.ndarray:
     clip = np.asarray(audio, dtype=np.float32)[: int(SalmonnBackend.max_audio_seconds * TARGET_SR)]
     return np.pad(clip, (0, max(0, int(MIN_SECONDS * TARGET_SR) - clip.size)))
 
-
-def official_autocast(device: str, mixed: bool) -> Dict[str, Any]:
-    """How the forward runs: the release wraps it in float16 autocast on a GPU (``maybe_autocast``)
-    and runs without autocast on a CPU; a run in one dtype needs none.
-
-    Args:
-        device: ``cuda...`` or ``cpu``.
-        mixed: the weights are the release's mix (float16 Vicuna, float32 rest).
-
-    Returns:
-        ``{"enabled", "device", "dtype", "why"}`` for :meth:`SalmonnBackend.generate` and the sidecar.
-    """
-    if not mixed:
-        return {"enabled": False, "why": "one dtype throughout (--dtype given)"}
-    if device.startswith("cuda"):
-        return {"enabled": True, "device": "cuda", "dtype": "float16", "why": "the release: float16 autocast on GPU"}
-    return {"enabled": False, "why": "the release runs without autocast on CPU: float32 encoders, their output cast "
-                                     "to the float16 Vicuna"}

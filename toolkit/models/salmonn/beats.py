@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ class BEATsConfig:
     predictor_class: int = 527
 
     @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any]) -> "BEATsConfig":
+    def from_dict(cls, cfg: Mapping[str, Any]) -> BEATsConfig:
         """Read a checkpoint's ``cfg``.
 
         Raises:
@@ -79,7 +80,7 @@ class BEATsConfig:
             raise ValueError(f"BEATs activation_fn {config.activation_fn!r} is not supported (gelu, relu)")
         return config
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The ``cfg`` to save next to the weights."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -114,7 +115,7 @@ def relative_position_buckets(length: int, num_buckets: int, max_distance: int) 
 class GatedRelativeSelfAttention(nn.Module):
     """Multi-head self-attention with a gated relative position bias (BEATs' ``self_attn``)."""
 
-    def __init__(self, config: BEATsConfig, relative_attention_bias: Optional[nn.Embedding]) -> None:
+    def __init__(self, config: BEATsConfig, relative_attention_bias: nn.Embedding | None) -> None:
         super().__init__()
         dim = config.encoder_embed_dim
         self.num_heads = config.encoder_attention_heads
@@ -134,8 +135,8 @@ class GatedRelativeSelfAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, position_bias: Optional[torch.Tensor],
-                key_padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, position_bias: torch.Tensor | None,
+                key_padding_mask: torch.Tensor | None) -> torch.Tensor:
         """Attend over ``x``.
 
         Args:
@@ -165,7 +166,7 @@ class GatedRelativeSelfAttention(nn.Module):
 class EncoderLayer(nn.Module):
     """Post-norm transformer layer with DeepNorm residual scaling."""
 
-    def __init__(self, config: BEATsConfig, relative_attention_bias: Optional[nn.Embedding]) -> None:
+    def __init__(self, config: BEATsConfig, relative_attention_bias: nn.Embedding | None) -> None:
         super().__init__()
         dim = config.encoder_embed_dim
         self.self_attn = GatedRelativeSelfAttention(config, relative_attention_bias)
@@ -176,8 +177,8 @@ class EncoderLayer(nn.Module):
         self.activation = F.gelu if config.activation_fn == "gelu" else F.relu
         self.residual_scale = math.pow(2 * config.encoder_layers, 0.25) if config.deep_norm else 1.0
 
-    def forward(self, x: torch.Tensor, position_bias: Optional[torch.Tensor],
-                key_padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, position_bias: torch.Tensor | None,
+                key_padding_mask: torch.Tensor | None) -> torch.Tensor:
         """One layer over ``(batch, length, dim)``."""
         x = self.self_attn_layer_norm(x * self.residual_scale + self.self_attn(x, position_bias, key_padding_mask))
         return self.final_layer_norm(x * self.residual_scale + self.fc2(self.activation(self.fc1(x))))
@@ -215,7 +216,7 @@ class Encoder(nn.Module):
                   if config.relative_position_embedding else None)
         self.layers = nn.ModuleList([EncoderLayer(config, shared) for _ in range(config.encoder_layers)])
 
-    def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         """``(batch, length, dim)`` features -> encoded features; ``padding_mask`` True at padding."""
         if padding_mask is not None:
             x = x.masked_fill(padding_mask[..., None], 0.0)
@@ -252,8 +253,8 @@ class BEATs(nn.Module):
         patch = self.config.input_patch_size
         return torch.div(frames, patch, rounding_mode="floor") * (128 // patch)
 
-    def forward(self, fbank: torch.Tensor, frame_lengths: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, fbank: torch.Tensor, frame_lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode a batch of normalised fbanks (:func:`.fbank.beats_fbank`).
 
         Args:
@@ -278,28 +279,45 @@ class BEATs(nn.Module):
         return self.encoder(x, padding), valid
 
 
-def load_beats(path: Path) -> BEATs:
+def load_beats(path: Path, record: dict[str, Any] | None = None) -> BEATs:
     """Build BEATs from a release checkpoint (``{"cfg": ..., "model": ...}``) and load it strictly.
+
+    The file is read by :func:`~toolkit.models.salmonn.safe_load.load_weights_file`: objects it
+    pickles besides tensors stay inert; only ``model`` (tensors) and the plain values of ``cfg``
+    (a dict, or a pickled config object's attributes) are used.
 
     Args:
         path: the ``.pt`` file (e.g. ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt``).
+        record: when given, ``record["beats.pt"]`` is set to what was skipped
+            (:func:`~toolkit.models.salmonn.safe_load.file_record`).
 
     Returns:
         The encoder in eval mode.
 
     Raises:
-        ValueError: the file lacks ``cfg``/``model``, or a key is missing or unexpected.
+        ValueError: the file lacks ``cfg``/``model``, ``model`` holds something other than
+            tensors, or a key is missing or unexpected.
     """
-    from toolkit.models.salmonn.safe_load import load_weights_file
+    from toolkit.models.salmonn.safe_load import (
+        file_record,
+        load_weights_file,
+        plain_config,
+    )
 
-    checkpoint, _ = load_weights_file(path)
-    if not isinstance(checkpoint, dict) or "cfg" not in checkpoint or "model" not in checkpoint:
+    checkpoint, foreign = load_weights_file(path)
+    if not isinstance(checkpoint, dict) or "cfg" not in checkpoint or not isinstance(checkpoint.get("model"), dict):
         raise ValueError(f"{path}: not a BEATs checkpoint (expected a dict with 'cfg' and 'model')")
-    model = BEATs(BEATsConfig.from_dict(checkpoint["cfg"]))
+    objects = sorted(str(k) for k, v in checkpoint["model"].items() if not isinstance(v, torch.Tensor))
+    if objects:
+        raise ValueError(f"{path}: BEATs 'model' entries that are not tensors: {objects[:5]}")
+    cfg, dropped = plain_config(checkpoint["cfg"])
+    model = BEATs(BEATsConfig.from_dict(cfg))
     result = model.load_state_dict(checkpoint["model"], strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"{path}: BEATs keys do not match; missing {sorted(result.missing_keys)}, "
                          f"unexpected {sorted(result.unexpected_keys)}")
+    if record is not None:
+        record["beats.pt"] = file_record(path, foreign, checkpoint, used=["cfg", "model"], dropped=dropped)
     log.info("loaded BEATs (%d layers, width %d) from %s", model.config.encoder_layers,
              model.config.encoder_embed_dim, path)
     return model.eval()

@@ -45,12 +45,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import Pathlike
-from toolkit.models.salmonn.safe_load import load_weights_file
+from toolkit.models.salmonn.safe_load import file_record, load_weights_file
 
 if TYPE_CHECKING:  # torch-free import of this module
     from toolkit.models.salmonn.model import QFormerSpec, SalmonnModel
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PROMPT_TEMPLATE = "USER: {}\nASSISTANT:"
 
 #: Release name -> module name; the first matching rule applies, keys no rule matches stay as they are.
-_TO_MODULE: Tuple[Tuple[str, str], ...] = (
+_TO_MODULE: tuple[tuple[str, str], ...] = (
     (r"^speech_Qformer\.bert\.embeddings\.LayerNorm\.", "speech_Qformer.layernorm."),
     (r"^speech_Qformer\.bert\.encoder\.layer\.(\d+)\.(attention|crossattention)\.self\.",
      r"speech_Qformer.encoder.layer.\1.\2.attention."),
@@ -68,7 +69,7 @@ _TO_MODULE: Tuple[Tuple[str, str], ...] = (
     (r"^(llama_model\..+\.lora_[AB])\.(?:default\.)?weight$", r"\1.default.weight"),
 )
 #: Module name -> release name (the inverse of the Q-Former rules; LoRA keys keep ``.default``, as peft saves them).
-_TO_RELEASE: Tuple[Tuple[str, str], ...] = (
+_TO_RELEASE: tuple[tuple[str, str], ...] = (
     (r"^speech_Qformer\.layernorm\.", "speech_Qformer.bert.embeddings.LayerNorm."),
     (r"^speech_Qformer\.encoder\.layer\.(\d+)\.(attention|crossattention)\.attention\.",
      r"speech_Qformer.bert.encoder.layer.\1.\2.self."),
@@ -86,7 +87,7 @@ class CheckpointKeyError(ValueError):
     """A SALMONN checkpoint whose keys do not match the modules (nothing is loaded partially)."""
 
 
-def _rename(key: str, rules: Tuple[Tuple[str, str], ...]) -> str:
+def _rename(key: str, rules: tuple[tuple[str, str], ...]) -> str:
     for pattern, replacement in rules:
         new, count = re.subn(pattern, replacement, key)
         if count:
@@ -104,12 +105,12 @@ def to_release_key(key: str) -> str:
     return _rename(key, _TO_RELEASE)
 
 
-def checkpoint_keys(model: Any) -> List[str]:
+def checkpoint_keys(model: Any) -> list[str]:
     """Module names of the weights the SALMONN checkpoint must provide."""
     return [k for k in model.state_dict() if _FROM_CHECKPOINT.match(k)]
 
 
-def checkpoint_state(model: Any) -> Dict[str, Any]:
+def checkpoint_state(model: Any) -> dict[str, Any]:
     """The checkpoint part of ``model`` under the release's names (what ``salmonn.pth["model"]`` holds)."""
     state = model.state_dict()
     return {to_release_key(k): state[k].detach().clone() for k in checkpoint_keys(model)}
@@ -129,7 +130,7 @@ def load_checkpoint_state(model: Any, state: Mapping[str, Any], source: str = "c
         RuntimeError: a weight of the wrong shape.
     """
     expected = set(checkpoint_keys(model))
-    mapped: Dict[str, Any] = {}
+    mapped: dict[str, Any] = {}
     unexpected = []
     for key, value in state.items():
         if any(p.match(key) for p in _IGNORED):
@@ -146,9 +147,23 @@ def load_checkpoint_state(model: Any, state: Mapping[str, Any], source: str = "c
     model.load_state_dict(mapped, strict=False)
 
 
-def read_checkpoint(path: Pathlike) -> Dict[str, Any]:
-    """The state dict of a SALMONN checkpoint file (``{"model": state_dict, ...}`` or a bare state dict),
-    read by :func:`~toolkit.models.salmonn.safe_load.load_weights_file` (pickled training objects stay inert)."""
+def read_checkpoint(path: Pathlike, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The state dict of a SALMONN checkpoint file (``{"model": state_dict, ...}`` or a bare state dict).
+
+    The file is read by :func:`~toolkit.models.salmonn.safe_load.load_weights_file`: training
+    objects it pickles (the release's ``optimizer``, ``config``, ``scaler`` ...) stay inert and
+    unused; only the tensors of ``"model"`` are taken.
+
+    Args:
+        path: ``salmonn.pth``.
+        record: when given, ``record["salmonn.pth"]`` is set to what was skipped
+            (:func:`~toolkit.models.salmonn.safe_load.file_record`).
+
+    Raises:
+        CheckpointKeyError: not a SALMONN checkpoint, or a ``"model"`` entry that is not a tensor.
+    """
+    import torch
+
     checkpoint, foreign = load_weights_file(path)
     if foreign:
         log.info("%s: read without importing %s (training state; only the 'model' tensors are used)", path,
@@ -156,10 +171,15 @@ def read_checkpoint(path: Pathlike) -> Dict[str, Any]:
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "speech_query_tokens" not in state:
         raise CheckpointKeyError(f"{path}: not a SALMONN checkpoint (no 'speech_query_tokens' in its 'model')")
+    objects = sorted(str(k) for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if objects:
+        raise CheckpointKeyError(f"{path}: 'model' entries that are not tensors: {objects[:5]}")
+    if record is not None:
+        record["salmonn.pth"] = file_record(path, foreign, checkpoint, used=["model"] if state is not checkpoint else None)
     return state
 
 
-def qformer_spec(state: Mapping[str, Any]) -> "QFormerSpec":
+def qformer_spec(state: Mapping[str, Any]) -> QFormerSpec:
     """Q-Former sizes, query count and LoRA rank from a release-named state dict's shapes.
 
     Raises:
@@ -219,7 +239,7 @@ def read_layout(model_path: Pathlike) -> SalmonnLayout:
     unknown = sorted(set(spec) - known)
     if unknown:
         raise ValueError(f"{path}: unknown SALMONN settings {unknown}; valid: {sorted(known)}")
-    values: Dict[str, Any] = {**_DEFAULT_PARTS, **spec}
+    values: dict[str, Any] = {**_DEFAULT_PARTS, **spec}
     for key in _DEFAULT_PARTS:
         values[key] = root / Path(values[key]).expanduser()
     missing = [f"{k}={values[k]}" for k in _DEFAULT_PARTS if not values[k].exists()]
@@ -239,8 +259,9 @@ class SalmonnProcessor:
     feature_extractor: Any
 
 
-def assemble(layout: SalmonnLayout, spec: "QFormerSpec", dtype: Any = None,
-             attn_implementation: Optional[str] = None, llm_dtype: Any = None) -> "SalmonnModel":
+def assemble(layout: SalmonnLayout, spec: QFormerSpec, dtype: Any = None,
+             attn_implementation: str | None = None, llm_dtype: Any = None,
+             record: dict[str, Any] | None = None) -> SalmonnModel:
     """Whisper, BEATs and Vicuna loaded from their files, with a fresh Q-Former, projection and LoRA.
 
     Args:
@@ -248,7 +269,9 @@ def assemble(layout: SalmonnLayout, spec: "QFormerSpec", dtype: Any = None,
         spec: Q-Former sizes and LoRA rank (usually :func:`qformer_spec` of the checkpoint).
         dtype: torch dtype of every weight (None: float32).
         attn_implementation: passed to the LLM's ``from_pretrained``.
-        llm_dtype: the LLM's dtype when it differs (the release: Vicuna in float16, the rest float32).
+        llm_dtype: the LLM's dtype (Vicuna and its LoRA) when it differs (the release: Vicuna in
+            float16, the rest float32; see :mod:`~toolkit.models.salmonn.precision`).
+        record: passed to :func:`~toolkit.models.salmonn.beats.load_beats` (what ``beats.pt`` pickles besides weights).
 
     Returns:
         The model in eval mode; only :func:`load_checkpoint_state` is left to do.
@@ -277,16 +300,20 @@ def assemble(layout: SalmonnLayout, spec: "QFormerSpec", dtype: Any = None,
         raise ValueError(f"{layout.llama_path}: LLM weights missing: {sorted(info['missing_keys'])[:5]}")
     lora = LoraConfig(r=spec.lora_rank, lora_alpha=layout.lora_alpha, lora_dropout=0.0,
                       target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", inference_mode=True)
-    model = SalmonnModel(whisper.encoder, load_beats(layout.beats_path), get_peft_model(llama, lora), spec,
+    model = SalmonnModel(whisper.encoder, load_beats(layout.beats_path, record), get_peft_model(llama, lora), spec,
                          layout.second_per_window, layout.second_stride)
     model.to(dtype)
     model.llama_model.to(llm_dtype)
     return model.eval()
 
 
-def load_salmonn(layout: SalmonnLayout, dtype: Any = None, attn_implementation: Optional[str] = None,
-                 llm_dtype: Any = None) -> Tuple["SalmonnModel", SalmonnProcessor]:
+def load_salmonn(layout: SalmonnLayout, dtype: Any = None, attn_implementation: str | None = None,
+                 llm_dtype: Any = None, record: dict[str, Any] | None = None
+                 ) -> tuple[SalmonnModel, SalmonnProcessor]:
     """Build the model from its parts and load the SALMONN checkpoint strictly.
+
+    ``dtype``, ``attn_implementation``, ``llm_dtype``: see :func:`assemble`; ``record``: filled
+    with what ``salmonn.pth`` and ``beats.pt`` pickle besides weights (:func:`read_checkpoint`).
 
     Returns:
         The model (eval mode) and its processor.
@@ -296,8 +323,8 @@ def load_salmonn(layout: SalmonnLayout, dtype: Any = None, attn_implementation: 
     """
     from transformers import AutoTokenizer, WhisperFeatureExtractor
 
-    state = read_checkpoint(layout.ckpt)
-    model = assemble(layout, qformer_spec(state), dtype, attn_implementation, llm_dtype)
+    state = read_checkpoint(layout.ckpt, record)
+    model = assemble(layout, qformer_spec(state), dtype, attn_implementation, llm_dtype, record)
     load_checkpoint_state(model, state, str(layout.ckpt))
     processor = SalmonnProcessor(
         tokenizer=AutoTokenizer.from_pretrained(layout.llama_path, local_files_only=True),
@@ -306,13 +333,24 @@ def load_salmonn(layout: SalmonnLayout, dtype: Any = None, attn_implementation: 
     return model, processor
 
 
-def check_slow_tokenizer(tokenizer: Any, llama_path: Pathlike, texts: List[str]) -> str:
-    """Check the fast tokenizer against the release's slow one (``LlamaTokenizer(use_fast=False)``,
-    i.e. sentencepiece on ``tokenizer.model``; transformers 5 has no slow Llama tokenizer left) on
-    ``texts`` (the prompt pieces a run tokenises).
+def check_slow_tokenizer(tokenizer: Any, llama_path: Pathlike, texts: list[str]) -> str:
+    """Check the fast tokenizer against the release's slow one on ``texts``.
+
+    The release tokenises with ``LlamaTokenizer.from_pretrained(vicuna, use_fast=False)``: for
+    text without special-token strings that is sentencepiece's ``encode`` on the folder's
+    ``tokenizer.model`` (transformers 4.28's ``LlamaTokenizer._tokenize``); transformers 5 has
+    no slow Llama tokenizer left, so sentencepiece is called directly. The fast side is called
+    as the backend calls it (``tokenizer(text, add_special_tokens=False)``).
+
+    Args:
+        tokenizer: the fast tokenizer the backend uses.
+        llama_path: the Vicuna folder.
+        texts: the pieces a run tokenises (:meth:`SalmonnBackend.probe_texts
+            <toolkit.models.salmonn.backend.SalmonnBackend.probe_texts>`).
 
     Returns:
-        What was checked, for the sidecar (``not checked: ...`` without ``tokenizer.model``).
+        What was checked, for the sidecar: ``fast == slow LlamaTokenizer on N prompt texts``, or
+        ``not checked: ...`` when the folder has no ``tokenizer.model`` or sentencepiece is missing.
 
     Raises:
         ValueError: a text tokenises differently; names it and both id lists' starts.
@@ -320,13 +358,45 @@ def check_slow_tokenizer(tokenizer: Any, llama_path: Pathlike, texts: List[str])
     model_file = Path(llama_path) / "tokenizer.model"
     if not model_file.is_file():
         return "not checked: no tokenizer.model in the LLM folder (the release's slow tokenizer reads it)"
-    import sentencepiece
-
+    try:
+        import sentencepiece
+    except ImportError as exc:
+        return f"not checked: sentencepiece cannot be imported ({exc})"
     slow = sentencepiece.SentencePieceProcessor(model_file=str(model_file))  # what LlamaTokenizer(use_fast=False) ran
     for text in texts:
-        fast_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        slow_ids = slow.encode(text)
+        fast_ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        slow_ids = list(slow.encode(text))
         if fast_ids != slow_ids:
+            first = next((i for i, (f, s) in enumerate(zip(fast_ids, slow_ids)) if f != s),
+                         min(len(fast_ids), len(slow_ids)))
             raise ValueError(f"{llama_path}: the fast tokenizer differs from the release's slow LlamaTokenizer on "
-                             f"{text!r}: fast {fast_ids[:12]}..., slow {slow_ids[:12]}...")
+                             f"{text!r} from token {first}: fast {fast_ids[first:first + 8]}, slow "
+                             f"{slow_ids[first:first + 8]} (prompts would not be the release's; fix the folder's "
+                             "tokenizer files)")
     return f"fast == slow LlamaTokenizer on {len(texts)} prompt texts"
+
+
+def check_vocabulary(tokenizer: Any, llm: Any, llama_path: Pathlike = "vicuna") -> dict[str, Any]:
+    """The tokenizer's size against the LLM's embedding rows, and the release's ``[PAD]``.
+
+    The release adds ``[PAD]`` to Vicuna's tokenizer and calls ``resize_token_embeddings(len(tokenizer))``:
+    one more row in ``embed_tokens`` and ``lm_head``, randomly initialised (``salmonn.pth``
+    holds no LLM embedding). That row is never fed for one clip, and its logit is random;
+    no row is added here.
+
+    Returns:
+        ``{"tokenizer_tokens", "embedding_rows", "output_rows", "pad_token", "release"}``.
+
+    Raises:
+        ValueError: the tokenizer has ids beyond the embedding rows.
+    """
+    rows = int(llm.get_input_embeddings().weight.shape[0])
+    output = llm.get_output_embeddings()
+    out_rows = int(output.weight.shape[0]) if output is not None else rows
+    size = len(tokenizer)
+    if size > min(rows, out_rows):
+        raise ValueError(f"{llama_path}: the tokenizer has {size} tokens but the LLM {rows} embedding rows and "
+                         f"{out_rows} output rows (a tokenizer saved with added tokens next to an unresized model?)")
+    return {"tokenizer_tokens": size, "embedding_rows": rows, "output_rows": out_rows, "pad_token": tokenizer.pad_token,
+            "release": f"[PAD] added as id {size}, embeddings and lm_head resized to {size + 1} rows (the new row "
+                       "random, not in salmonn.pth); not added here"}

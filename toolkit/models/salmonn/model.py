@@ -21,7 +21,7 @@ its checkpoint keys map onto them with a few Q-Former renames (:mod:`.loader`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -142,7 +142,7 @@ class SalmonnModel(nn.Module):
         return self.llama_model.get_input_embeddings()(input_ids)
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """LLM logits over a spliced prompt (``(batch, length, vocab)``)."""
         return self.llama_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                 position_ids=position_ids).logits
