@@ -355,3 +355,11 @@ def test_the_runs_dataset_name_wins_over_the_items(tmp_path):
                                "correct": True, "error": None, "dataset": "sakura-mini"})
     assert scored_from_row(row, item).keys["dataset"] == "sakura-mini"
     assert scored_from_row(row.replace(dataset=None), item).keys["dataset"] == "sakura"
+
+
+def test_groups_sort_the_numbers_in_their_names_as_numbers(tmp_path, capsys):
+    conditions = ["mask-p100", "mask-p20", "noise-snr10", "noise-snr-10", "noise-snr0", "clean"]
+    files = [str(_write(tmp_path / f"{c}.jsonl", CLEAN, c)) for c in conditions]
+    table = _json_table(capsys, [*files, "--by", "condition"])
+    assert [g["condition"] for g in table] == ["clean", "mask-p20", "mask-p100", "noise-snr-10", "noise-snr0",
+                                               "noise-snr10"]

@@ -29,6 +29,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -245,8 +247,20 @@ def default_by(rows: Sequence[Scored]) -> Tuple[str, ...]:
             + tuple(k for k in ("prompt", "intervention", "variant") if k in pooled))
 
 
-def _sort_key(key: Tuple[Any, ...]) -> Tuple[Tuple[bool, str], ...]:
-    return tuple((v is None, str(v)) for v in key)
+_NUMBER = re.compile(r"(-?\d+(?:\.\d+)?)")
+
+
+def natural_key(value: Any) -> Tuple[Any, ...]:
+    """A sort key that orders the numbers inside names as numbers: ``mask-p20`` before
+    ``mask-p100``, ``noise-snr-10`` before ``noise-snr0``; None last."""
+    if value is None:
+        return (1,)
+    parts = _NUMBER.split(str(value))
+    return (0, *((1, float(part), "") if i % 2 else (0, 0.0, part) for i, part in enumerate(parts)))
+
+
+def _sort_key(key: Tuple[Any, ...]) -> Tuple[Tuple[Any, ...], ...]:
+    return tuple(natural_key(v) for v in key)
 
 
 def _grouped(rows: Sequence[Scored], by: Sequence[str]) -> List[Tuple[Tuple[Any, ...], List[int]]]:
