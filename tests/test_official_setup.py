@@ -257,14 +257,16 @@ def test_a_think_adapter_with_renamed_keys_is_refused(tiny_folders, tmp_path):
                      LoadOptions(device="cpu", adapter=str(tiny_folders["af3"] / "think")))
 
 
-@pytest.mark.parametrize("backend_name", ["simulated", "qwen2-audio", "qwen2.5-omni", "af3-think", "whisper"])
+@pytest.mark.parametrize("backend_name", ["simulated", "qwen2-audio", "qwen2.5-omni", "af3-think", "whisper",
+                                          "salmonn"])
 def test_explain_prints_the_set_up_and_writes_nothing(backend_name, tiny_folders, tmp_path, capsys):
     from toolkit.models.registry import build_tiny
 
     items = prepare_demo(tmp_path / "data", items_per_task=1, seed=1)[:1]
     manifest = write_manifest(tmp_path / "data" / "m.jsonl", items)
     before = sorted(tmp_path.rglob("*"))
-    path = {"simulated": [], "whisper": ["--model-path", str(build_tiny("whisper", tmp_path / "w"))]}.get(
+    path = {"simulated": [], "whisper": ["--model-path", str(build_tiny("whisper", tmp_path / "w"))],
+            "salmonn": ["--model-path", str(build_tiny("salmonn", tmp_path / "s"))]}.get(
         backend_name, ["--model-path", str(tiny_folders.get(FOLDER_OF.get(backend_name, ""), ""))])
     before = sorted(tmp_path.rglob("*"))
     mode = ["--mode", "direct", "--prompt", "asr-whisper"] if backend_name == "whisper" else ["--mode", "reasoning"]
@@ -277,6 +279,8 @@ def test_explain_prints_the_set_up_and_writes_nothing(backend_name, tiny_folders
         assert "stop_ids" in printed and "official setup:" in printed
     if backend_name == "af3-think":
         assert '"matched": 8' in printed and "Please think and reason" in printed
+    if backend_name == "salmonn":
+        assert "  audio: 88\n" in printed and "llm: \"float16\"" in printed
 
 
 def test_the_system_prompt_is_the_backends_and_recorded(tiny_folders):

@@ -330,6 +330,14 @@ class SalmonnBackend(HFChatBackend):
         order = ("llama", "lora", "whisper", "beats", "qformer", "projection")
         return {part: "+".join(sorted(found[part])) for part in order if part in found}
 
+    def token_counts(self, request: Request) -> dict[str, int]:
+        """Prompt positions of ``request``: text tokens before and after the speech, and the speech
+        embeddings spliced between them."""
+        inputs = self.prepare([request]).inputs
+        text = len(inputs["before"][0]) + len(inputs["after"][0])
+        audio = self.model.speech_tokens() if "fbank" in inputs else 0
+        return {"prompt": text + audio, "audio": audio, "text": text}
+
     def module_dtypes(self) -> dict[str, str]:
         """The dtype of each part: Whisper encoder, BEATs, Q-Former, projection, Vicuna (with LoRA)."""
         parts = {"whisper": self.model.speech_encoder, "beats": self.model.beats, "llm": self.model.llama_model}
