@@ -10,12 +10,15 @@ The cascade (:func:`toolkit.answers.extract_answer`) is timed in this process:
   the stemmer's import is timed separately by calling ``toolkit.answers.preload`` first);
 - ``warm``: the best and median of ``--repeats`` further passes over the same rows.
 
-Each is printed in rows/s with its ratio to the 20,000 rows/s goal. The semantic step
+Each is printed in rows/s with its ratio to the 20,000 rows/s goal. ``--af3`` also times the
+5,997 Audio Flamingo 3 reasoning outputs of the original study (free text, the slow path of
+the cascade: walk-back, exclusions), read from its git mirror (see bench/answers_dev/README.md).
+The semantic step
 (:class:`toolkit.semantic.SemanticMatcher`, bundled MiniLM, CPU) is then timed on the rows
 the cascade leaves null with no rule fired: model load, and ms per row over one batched
 pass (``--no-semantic`` skips it).
 
-    python3 bench/answers.py [--data DIR] [--repeats 5] [--generated N] [--no-semantic]
+    python3 bench/answers.py [--data DIR] [--repeats 5] [--generated N] [--no-semantic] [--af3]
 """
 
 from __future__ import annotations
@@ -96,6 +99,22 @@ def _rate(n: int, seconds: float) -> str:
     return f"{rate:10,.0f} rows/s  ({rate / GOAL:.2f}x the {GOAL:,.0f} rows/s goal)"
 
 
+def _time_af3(repeats: int) -> None:
+    """Cold and warm rows/s on the AF3 baseline reasoning outputs (skipped without the mirror)."""
+    sys.path.insert(0, str(REPO / "bench" / "answers_dev"))
+    try:
+        from draw import pool
+
+        rows = [(it["output"], it["choices"]) for it in pool() if it["model"] == "af3"]
+    except Exception as exc:  # noqa: BLE001 - no mirror here
+        print(f"AF3 outputs skipped: {exc}")
+        return
+    cold = _pass(rows)
+    warm = [_pass(rows) for _ in range(repeats)]
+    print(f"AF3 {len(rows):,} free-text outputs: cold {_rate(len(rows), cold)}")
+    print(f"AF3 warm best of {repeats}  {_rate(len(rows), min(warm))}")
+
+
 def main() -> None:
     """Parse arguments, time the cascade cold and warm, then the semantic step; print the figures."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -104,6 +123,7 @@ def main() -> None:
     p.add_argument("--generated", type=int, default=30_000,
                    help="rows to generate when --data is absent (default: 30000)")
     p.add_argument("--no-semantic", action="store_true", help="skip the semantic step")
+    p.add_argument("--af3", action="store_true", help="also time the AF3 outputs of the original study's mirror")
     args = p.parse_args()
 
     if args.data.is_dir():
@@ -120,6 +140,8 @@ def main() -> None:
     print(f"cold (first pass)   {_rate(len(rows), cold)}")
     print(f"warm best of {args.repeats}      {_rate(len(rows), min(warm))}")
     print(f"warm median of {args.repeats}    {_rate(len(rows), statistics.median(warm))}")
+    if args.af3:
+        _time_af3(args.repeats)
 
     if args.no_semantic:
         return
@@ -147,7 +169,8 @@ def main() -> None:
     matcher.match_batch([t for t, _ in nulls], [c for _, c in nulls])
     seconds = time.perf_counter() - t0
     print(f"  warm (options cached) {1000 * seconds / len(nulls):.2f} ms/row")
-    print(f"  filled {sum(f.pred is not None for f in found)}, ties {sum(f.pred is None and f.source is not None for f in found)}")
+    ties = sum(f.pred is None and f.source is not None for f in found)
+    print(f"  filled {sum(f.pred is not None for f in found)}, ties {ties}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.answers import RULES, Extraction, Rule, extract_answer, split_reasoning
+from toolkit.answers import (HAND_FORMS, RULES, WORD_OVERLAP, Extraction, Rule, derived_forms, explain, extract_answer,
+                             lexicon, split_reasoning, variants)
 from toolkit.data.seed_legacy import read_seed_manifest
 from toolkit.manifest import letter
 
@@ -125,17 +126,24 @@ def test_rule_reasoning_statement_when_the_conclusion_is_unusable():
 
 
 def test_rule_option_words_compares_porter_stems():
-    text = "<Reasoning>\nThe voice is low.\n</Reasoning>\n<Sadness>"
-    assert extract_answer(text, ["angry", "happy", "disgust", "sad"]) == Extraction(3, "option-words")
+    text = "<Reasoning>\nHe is male.\n</Reasoning>\n<C>Child, Julia</C>"
+    assert extract_answer(text, ["Rene Redzepi", "Julia Child"]) == Extraction(1, "option-words")
 
 
 def test_rule_fuzzy_catches_a_misspelt_option():
     assert extract_answer("It is a vulturine guineafowel.", ["red fox", "vulturine guineafowl"]) == Extraction(1, "fuzzy")
 
 
-def test_rule_word_overlap_takes_a_partial_name():
-    text = "<Reasoning>\nHe is male.\n</Reasoning>\n<C>Redzepi</C>"
-    assert extract_answer(text, ["Julia Child", "Rene Redzepi"]) == Extraction(1, "word-overlap")
+def test_rule_word_overlap_is_opt_in():
+    # real AF3 MMAR ending: the answer is no option; word overlap would name the nearest one
+    text = ("This format is characteristic of a quiz or trivia segment, which is commonly found in an \"Inspector's "
+            "Roundtable\" or similar discussion format. Therefore, the most likely scene is an \"Editor's Roundtable\".")
+    choices = ["Street interview", "Music talent show", "Concert", "Quiz show"]
+    assert extract_answer(text, choices) == Extraction(None, None, "no rule matched")
+    assert "word-overlap" not in [r.name for r in RULES]
+    text = "<Reasoning>\nHe is male.\n</Reasoning>\n<C>Redzepi's kitchen</C>"
+    assert extract_answer(text, ["Julia Child", "Rene Redzepi"], rules=(*RULES, WORD_OVERLAP)) == Extraction(
+        1, "word-overlap")
 
 
 # --- refusing to guess ----------------------------------------------------------------------
@@ -190,7 +198,8 @@ def test_no_rule_matched_is_null_never_a_guess():
 def test_rules_are_a_named_extensible_list():
     names = [r.name for r in RULES]
     assert names == ["answer-statement", "lone-letter", "tag-letter", "leading-letter", "conclusion-letter", "refusal",
-                     "option-text", "option-number", "reasoning-statement", "option-words", "fuzzy", "word-overlap"]
+                     "option-text", "option-number", "option-part", "last-statement", "elimination", "option-phrase",
+                     "reasoning-statement", "option-words", "fuzzy"]
     extra = Rule("first-option", lambda out: Extraction(0, "first-option"), "test only")
     assert extract_answer("No idea.", ANIMALS, rules=(*RULES, extra)) == Extraction(0, "first-option")
     assert extract_answer("D", ANIMALS, rules=(*RULES, extra)) == Extraction(3, "lone-letter")
@@ -267,3 +276,268 @@ def test_real_qwen25_omni_outputs_agreement_nulls_and_accuracy(shared_data: Path
     # Every null says why; the split finds exactly the reasoning the earlier scripts stored.
     assert total["reason_given"] == total["rows"]
     assert total["same_reasoning"] == total["tagged"] > 20000
+
+
+# --- issue 15: the categories a careful reader handles, with real phrasings ------------------
+# (Audio Flamingo 3 and Qwen2.5-Omni outputs of the original study; bench/answers_dev/ has more)
+
+EMOTIONS = ["fear", "sad", "angry", "happy"]
+WORDNET = pytest.mark.skipif(lexicon() == "hand table", reason="WordNet 3.0 not installed (Debian wordnet-base)")
+
+
+@pytest.mark.parametrize("text, choices, expected", [
+    # a statement that lists the options is no commitment; nothing before it names an option
+    ("This type of sound is characteristic of a rooster crowing. Therefore, based on the sound's characteristics, "
+     "a rooster is the most likely source. The final answer is (A) hen (B) sheep (C) frog (D) dog.",
+     ["hen", "sheep", "frog", "dog"], Extraction(None, None, "option echo: the options are listed, none is chosen")),
+    ("Therefore, the most representative behavior is: **(A) Hiding in shells (B) Flying between trees (C) Flapping "
+     "its wings (D) Grazing. Please think and reason about the input audio before you respond:",
+     ["Hiding in shells", "Flying between trees", "Flapping its wings", "Grazing"],
+     Extraction(None, None, "option echo: the options are listed, none is chosen")),
+    # a conclusion before the echo wins
+    ("While the speaker's accent might be non-native, the language itself is clearly English. Therefore, the "
+     "language used in the audio is English.\n\n(A) Chinese (B) Korean (C) French (D) English.",
+     ["Chinese", "Korean", "French", "English"], Extraction(3, "last-statement")),
+    ("These vocal characteristics are typically associated with male speakers. Therefore, based on the vocal traits, "
+     "the speaker is classified as male.\n\n(A) Female (B) Male", ["Female", "Male"], Extraction(1, "last-statement")),
+    ("Among the provided options, TOEFL is a test that measures English proficiency. The correct answer is (A) PLIDES "
+     "(B) TOCFL (C) PTE Academic (D) TOPIK.", ["PLIDA", "TOCFL", "PTE Academic", "TOPIK"],
+     Extraction(None, None, "option echo: the options are listed, none is chosen")),
+])
+def test_option_echo_is_no_commitment(text, choices, expected):
+    assert extract_answer(text, choices) == expected
+
+
+@pytest.mark.parametrize("text, choices, expected", [
+    pytest.param("This combination of vocal intensity and the phrasing strongly suggests a feeling of anger or "
+                 "irritation, rather than fear, sadness, or happiness.", EMOTIONS, Extraction(2, "option-text"),
+                 marks=WORDNET),
+    ("This combination strongly suggests a feeling of melancholy or sadness, rather than fear or happiness.",
+     EMOTIONS, Extraction(1, "option-text")),
+    ("This vocal delivery, combined with the phrase \"I think I've seen this before,\" strongly indicates a feeling of "
+     "annoyance or disgust towards the subject being discussed. The other options (happy, sad, fear) are not "
+     "supported by the audio cues.", ["happy", "disgust", "sad", "fear"], Extraction(1, "last-statement")),
+    ("The audio contains a distinct, rhythmic, and somewhat guttural vocalization. This sound is not typical of a "
+     "crow, frog, or cat. Therefore, a rooster is the most likely animal responsible.",
+     ["rooster", "crow", "frog", "cat"], Extraction(0, "option-text")),
+    ("The speaker expresses a strong feeling of fear or anxiety. This directly matches the emotion conveyed in option "
+     "(C). Options (A), (B), and (D) describe feelings that are not present in the audio.",
+     ["I’m so excited!", "I can’t even look at this.", "I can’t breathe, I’m just so afraid right now.",
+      "I’m feeling so down."], Extraction(2, "last-statement")),
+    ("The tone is not happy or disgusted, but rather sad.", ["happy", "disgust", "sad", "fear"],
+     Extraction(2, "option-text")),
+    ("The tone is not happy or disgusted, but rather sad or fearful.", ["happy", "disgust", "sad", "fear"],
+     Extraction(None, "option-text", "tie between C and D")),
+    # a negative question: the sound that cannot be heard is the answer, not a rejected option
+    ("However, the sound of a dog barking is not present in the audio. Therefore, the sound that cannot be heard is: "
+     "**(D) Dog Barking**", ["Man speaking", "Whacks", "Glass shatter", "Dog Barking"],
+     Extraction(3, "conclusion-letter")),
+])
+def test_rejected_options_are_never_chosen(text, choices, expected):
+    assert extract_answer(text, choices) == expected
+
+
+def test_letter_and_text_disagree_the_text_wins_when_the_output_names_it():
+    text = ("The speaker's voice is deep and resonant, which is characteristic of a male voice in the lower vocal "
+            "range. This aligns with the description of a \"basso profundo\" voice. The other options, such as "
+            "\"Coloratura "
+            "soprano,\" describe a high, agile female voice, which is clearly not the case here. Therefore, the best "
+            "match is B) Basso profundo.")
+    found = extract_answer(text, ["Basso profundo", "Coloratura soprano"])
+    assert (found.pred, found.source) == (0, "conclusion-letter")
+    assert found.flags == {"letter_text_conflict": "letter B, text 'basso profundo' (A): text taken, the output "
+                                                   "names it elsewhere"}
+
+
+def test_letter_and_text_disagree_with_nothing_to_decide_stays_null():
+    text = ("The audio features a speaker saying \"Okay boys, we arrived at the place to be\" before Johan speaks. The "
+            "word \"responsibility\" is not present in the audio. Therefore, the correct answer is: (A) Responsibility")
+    found = extract_answer(text, ["Johan did not speak", "Responsibility", "Contribution", "Doing things"])
+    reason = "letter A, text 'responsibility' (B) disagree and nothing else decides"
+    assert found == Extraction(None, "answer-statement", reason, reason)
+    assert found.flags == {"no_answer": reason, "letter_text_conflict": reason}
+
+
+@pytest.mark.parametrize("text, choices, reason", [
+    ("The audio mentions the language being spoken is Russian. The most practical test for demonstrating proficiency "
+     "in Russian ... is the *Bilingual Proficiency Test (BPT)*, which is specifically designed for demonstrating "
+     "proficiency in Russian for academic or professional purposes.", ["DSH", "SIELE", "PTE Academic", "BJT"],
+     "no rule matched"),
+    ("A leash is a tool for physical control and movement, but not necessarily for addressing distress. Therefore, "
+     "none of the listed options are directly associated with providing appropriate care and support for the "
+     "animal's well-being.", ["Insect trap", "Aquarium filter", "Birdcage", "Leash"],
+     "no option chosen: 'none of the listed options'"),
+    ("The audio features the distinct sound of a sheep bleating. " + "Sheep are sheep. " * 40 + "Sheep are",
+     ["Shearing clippers", "Birdcage", "Insect trap", "Aquarium filter"],
+     "cut off in a repetition loop, no option named before it"),
+])
+def test_answers_that_are_not_options_stay_null_with_a_reason(text, choices, reason):
+    found = extract_answer(text, choices)
+    assert found.pred is None and found.flags["no_answer"] == reason
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("This type of game is best described as playing together. This aligns with option (C).", 2),
+    ("The most appropriate response to someone expressing anger is to stay calm and provide support, which is option "
+     "(B). Options (A), (C), and (D) are not appropriate responses to anger.", 1),
+    ("The feeling of disgust expressed by the speaker is best matched by option (A) \"This makes me feel sick\". The "
+     "other options describe feelings of fear, happiness, and sadness.", 0),
+])
+def test_letter_references_in_prose(text, expected):
+    choices = ["This makes me feel sick to my stomach.", "Stay calm and provide support.", "Playing together",
+               "Slamming a door"]
+    assert extract_answer(text, choices).pred == expected
+
+
+@pytest.mark.parametrize("text, choices, expected", [
+    ("This emotional state is most consistent with a scenario involving a sudden, potentially alarming event occurring "
+     "at that time, such as a loud noise in an empty house. Options (A), (B), and (C) do not align with the fearful "
+     "tone and the specific mention of the time \"eleven o'clock\" in the audio.",
+     ["Celebrating a birthday with friends and family.", "A person crying after a breakup.",
+      "Rejecting a tasteless meal with a grimace.", "Reacting to a sudden loud noise in an empty house."],
+     Extraction(3, "elimination")),
+    ("Based on the distinct, high-pitched, repetitive beeping sound heard in the audio, the device most likely "
+     "producing this sound is an electrocardiogram (ECG) machine. The other options (Ultrasonic device, CT scanner, "
+     "MRI) "
+     "typically produce different types of sounds.",
+     ["Ultrasonic device", "CT scanner", "MRI", "Electrocardiogram machine"], Extraction(3, "elimination")),
+])
+def test_elimination_with_a_conclusion_naming_the_one_left(text, choices, expected):
+    assert extract_answer(text, choices) == expected
+
+
+@pytest.mark.parametrize("text, choices, expected", [
+    ("These vocal characteristics are commonly associated with sadness or distress. The overall vocal performance "
+     "strongly suggests a state of sadness or melancholy.", EMOTIONS, 1),
+    ("This combination ... strongly suggests a feeling of amusement or joy. Therefore, the emotion is happiness.",
+     EMOTIONS, 3),
+    ("The speaker's voice is high-pitched and trembling, indicating a fearful state.", ["sad", "fear", "happy"], 1),
+    ("The speaker sounds disgusted by the smell.", ["angry", "disgust", "happy"], 1),
+    ("In birds, the primary method of reproduction is laying eggs. Therefore, the bird lays eggs.",
+     ["Asexual reproduction", "Viviparous", "Oviparous", "Marsupial reproduction"], 2),
+    ("Cats are mammals that give birth to live young. Therefore, the sound produced by the cat is most consistent "
+     "with a reproductive method that involves live birth.",
+     ["Asexual reproduction", "Oviparous", "Marsupial reproduction", "Viviparous"], 3),
+    ("The speaker's voice is deep and resonant. Therefore, the speaker is male.", ["Ms.", "Mr."], 1),
+])
+def test_derived_forms_without_wordnet(text, choices, expected):
+    assert extract_answer(text, choices).pred == expected
+
+
+@WORDNET
+@pytest.mark.parametrize("text, choices, expected", [
+    ("The issue's example: Therefore, the emotion being expressed is anger.", ["happy", "sad", "angry", "fear"], 2),
+    ("These vocal characteristics are strongly indicative of anger or frustration. Therefore, the most fitting "
+     "description of the speaker's feeling is anger.", ["fear", "disgust", "angry", "sad"], 2),
+    ("The tone of voice suggests the speaker is afraid of what comes next.", ["happy", "fear", "disgust", "sad"], 1),
+])
+def test_derived_forms_from_wordnet(text, choices, expected):
+    assert extract_answer(text, choices).pred == expected
+
+
+def test_lexicon_hand_table_and_variants_are_small_and_documented():
+    assert set(HAND_FORMS) == {"oviparous", "viviparous", "mr", "mrs", "ms"}
+    assert "lays eggs" in derived_forms("Oviparous") and "live birth" in derived_forms("Viviparous")
+    assert "male" in derived_forms("Mr.") and "female" in derived_forms("Ms.")
+    assert {"fearful", "fears"} <= variants("fear") and "sadness" in variants("sad")
+    assert "happiness" in variants("happy")
+    assert not any(v.endswith("ing") for v in variants("crow"))  # "crowing" is no crow
+    # a form that names two options names none: "female" is Ms. and Mrs.
+    assert extract_answer("The speaker is female.", ["Ms.", "Mrs.", "Mr."]).pred is None
+
+
+@WORDNET
+def test_wordnet_links_the_first_noun_and_adjective_senses_only():
+    assert "anger" in derived_forms("angry") and "afraid" in derived_forms("fear")
+    assert "unafraid" not in derived_forms("fear") and "fearless" not in derived_forms("fear")  # negations dropped
+    assert derived_forms("crow") == frozenset()  # the verb ("crowing") is not read
+
+
+@pytest.mark.parametrize("text, choices, expected", [
+    ("Therefore, the language used is English.", ["Chinese", "English"], 1),
+    ("Option (A) \"Eyes gazing downward with trembling lips\" directly captures this feeling of fear.",
+     ["Eyes gazing downward with trembling lips", "Squinted eyes and a pinched nose"], 0),
+    ("This emotional state is best represented by a facial expression that conveys surprise, worry, or apprehension, "
+     "which aligns with the description of \"wide-open eyes with raised eyebrows\".",
+     ["Eyes crinkling with an open-mouthed laugh", "A wrinkled nose and raised upper lip",
+      "Wide-open eyes with raised eyebrows and slightly parted lips."], 2),
+])
+def test_quoted_option_text_and_final_sentence_without_marker(text, choices, expected):
+    assert extract_answer(text, choices).pred == expected
+
+
+def test_a_quote_from_inside_an_option_is_a_quote_of_the_audio_not_an_answer():
+    # real AF3 MMAU ending: the quote repeats the audio (and option C), the conclusion paraphrases option B
+    text = ("However, the description of these items as \"leather bell bottoms\" and \"fur vest\" is inherently "
+            "ridiculous and unlikely. Therefore, the most accurate explanation is that the remark conveys sarcasm by "
+            "presenting a ridiculous scenario that is not a real concern.")
+    choices = ["Expressing excitement", "Ridiculous scenario, not actual concern",
+               "Actual fear of leather bell bottoms"]
+    assert extract_answer(text, choices).pred is None  # not C; B is only paraphrased
+    # known limit: a run of 3+ option words in the final sentence counts, even when it quotes the audio
+    assert extract_answer(text.split(". Therefore")[0] + ".", choices) == Extraction(2, "option-phrase")
+
+
+@pytest.mark.parametrize("text, choices, expected", [
+    ("<Reasoning>\nLeonardo DiCaprio is a male, while Oprah Winfrey is a female.\n</Reasoning>\n<C>DiCaprio</C>",
+     ["Leonardo DiCaprio", "Oprah Winfrey"], Extraction(0, "option-part")),
+    ("<Reasoning>\nThe crashing sounds could be from other objects being hit or moved.\n</Reasoning>\n<C>Yes</C>",
+     ["No, the crashing sounds were only from the table", "Yes, there are at least two distinct crashing sounds."],
+     Extraction(1, "option-part")),
+    ("<Reasoning>\nHowever, if we consider the closest match, it would be walking, as birds can walk on the ground."
+     "\n</Reasoning>\n<C>W</C>", ["Slithering", "Climbing", "Swimming", "Walking"], Extraction(3, "option-part")),
+    ("<Reasoning>\nThere is no information about the last fish.\n</Reasoning>\n<C>W</C>",
+     ["Slithering", "Climbing", "Swimming", "Walking"],
+     Extraction(None, None, "letter W is beyond the 4 options")),
+    ("<Reasoning>\nThe audio contains a fast and rhythmic drum pattern.\n</Reasoning>\n<D>2</D>",
+     ["3/4", "4/4", "6/8", "2/4"], Extraction(3, "option-part")),
+])
+def test_rule_option_part_reads_short_conclusions(text, choices, expected):
+    assert extract_answer(text, choices) == expected
+
+
+def test_rule_option_phrase_takes_a_run_of_one_long_option():
+    text = ("By folding the note, the girl is attempting to create the crease that a real note would have. Therefore, "
+            "the most plausible reason for folding the paper is to mimic the original crease on the note.")
+    choices = ["Because she wants to save paper", "Because she wants to mimic the original crease on the note",
+               "Because she wants the forged note to look more realistic", "Because she wants the note to be hidden"]
+    assert extract_answer(text, choices) == Extraction(1, "option-phrase")
+
+
+def test_explain_gives_every_rule_in_order_and_the_first_decides():
+    text = "A feeling of melancholy or sadness, rather than fear or happiness."
+    verdicts = explain(text, EMOTIONS)
+    assert [rule.name for rule, _ in verdicts] == [r.name for r in RULES]
+    first = next(v for _, v in verdicts if v is not None)
+    assert first == extract_answer(text, EMOTIONS) == Extraction(1, "option-text")
+    assert explain("", EMOTIONS) == []
+
+
+def test_every_null_has_a_reason_and_no_letter_is_outside_the_options():
+    texts = ["", "E", "The answer is (F).", "Either (A) or (B).", "I'm sorry, I can't hear it.", "<C>?</C>",
+             "It is a cat."]
+    for text in texts:
+        found = extract_answer(text, ANIMALS)
+        assert found.pred is None or 0 <= found.pred < len(ANIMALS)
+        assert found.pred is not None or found.flags["no_answer"]
+
+
+# --- the hand-labelled development sets (bench/answers_dev/, see its README) ------------------
+
+def _figures(name: str):
+    rows = [json.loads(line) for line in (Path(__file__).parent.parent / "bench" / "answers_dev" / f"{name}.jsonl")
+            .read_text(encoding="utf-8").splitlines()]
+    got = [extract_answer(r["output"], r["choices"]).pred for r in rows]
+    letters = [None if g is None else letter(g) for g in got]
+    answered = [(g, r["label"]) for g, r in zip(letters, rows) if g is not None]
+    positives = sum(r["label"] is not None for r in rows)
+    correct = sum(g == label for g, label in answered)
+    outside = sum(g is not None and g >= len(r["choices"]) for g, r in zip(got, rows))
+    return correct / len(answered), correct / positives, outside
+
+
+@pytest.mark.parametrize("name", ["tune", "report"])
+def test_development_sets_reach_the_goal(name):
+    """Precision >= 0.98 and recall >= 0.90 against the blind labels; never a letter outside the options."""
+    precision, recall, outside = _figures(name)
+    assert precision >= 0.98 and recall >= 0.90 and outside == 0

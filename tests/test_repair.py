@@ -173,8 +173,9 @@ def test_cli_toolkit_keeps_format(toolkit_files, tmp_path):
     assert main(["--in", str(toolkit_files["results"]), "--manifest", str(toolkit_files["manifest"]),
                  "--out", str(out), "--to", "toolkit"]) == 0
     rows = _read_jsonl(out)
-    assert [list(r) for r in rows] == [TOOLKIT_FIELDS] * 3
+    assert [list(r) for r in rows] == [TOOLKIT_FIELDS] * 2 + [TOOLKIT_FIELDS + ["flags"]]
     assert [r["pred"] for r in rows] == [1, 0, None]
+    assert rows[2]["flags"] == {"no_answer": "refusal: I'm sorry"}  # every null keeps its reason
 
 
 def test_cli_to_toolkit(seed_files, tmp_path, capsys):
@@ -258,3 +259,49 @@ def test_real_mmau_reasoning_file(shared_data, tmp_path, capsys):
     assert f"nulls {report['nulls_before']} -> {report['nulls_after']}" in printed
     assert f"missed reasoning {report['missed_reasoning']} (reasoning-mode predictions whose reasoning is empty" \
         in printed
+
+
+# ---- flags and --explain (issue 15) ---------------------------------------------------------
+
+def test_toolkit_flags_follow_the_new_extraction(tmp_path):
+    """A re-parse rewrites flags.no_answer / flags.letter_text_conflict and keeps other flags."""
+    choices = ["Basso profundo", "Coloratura soprano"]
+    manifest = write_manifest(tmp_path / "m.jsonl", [
+        Item(id=f"g{i}", dataset="demo", audio="a.wav", question="Which range?", choices=choices, answer=0)
+        for i in (1, 2)])
+    stale = dict(_trow("g1", "The voice is deep, like a \"basso profundo\". The other options, such as "
+                             "\"Coloratura soprano,\" are clearly not the case here. Therefore, the best match is "
+                             "B) Basso profundo.", None),
+                 flags={"no_answer": "old reason", "audio_truncated_from_s": 31.0})
+    results = _write_jsonl(tmp_path / "r.jsonl", [stale, _trow("g2", "The clip is silent.", 0)])
+    fmt, rows = read_results(results)
+    report = repair_rows(rows, fmt, _items(manifest), reparse_all=True)
+    g1, g2 = (r.row for r in rows)
+    assert (g1.pred, g1.pred_source) == (0, "conclusion-letter")
+    assert g1.flags == {"audio_truncated_from_s": 31.0, "letter_text_conflict":
+                        "letter B, text 'basso profundo' (A): text taken, the output names it elsewhere"}
+    assert g2.pred is None and g2.flags == {"no_answer": "no rule matched"}
+    assert report.letter_text_conflicts == 1
+    assert any("letter/text conflicts 1" in line for line in report.lines())
+
+
+def test_cli_explain_prints_every_rule_in_order(seed_files, capsys):
+    assert main(["--in", str(seed_files["results"]), "--manifest", str(seed_files["manifest"]),
+                 "--explain", "sakura_animal_0_single"]) == 0
+    printed = capsys.readouterr().out
+    from toolkit.answers import RULES
+
+    positions = [printed.index(f". {rule.name} ") for rule in RULES]
+    assert positions == sorted(positions)  # one line per rule, in cascade order
+    assert "sakura_animal_0_single run 0" in printed and "sakura_animal_0_single run 1" in printed
+    assert "answer-statement     B  <- decides" in printed and "result: B (answer-statement)" in printed
+    assert "lone-letter          A  <- decides" in printed  # run 1 is "(A)"
+    assert "options: (A) dog (B) cat (C) bird" in printed
+
+
+def test_cli_explain_needs_a_known_id_and_out_otherwise(seed_files, capsys):
+    argv = ["--in", str(seed_files["results"]), "--manifest", str(seed_files["manifest"])]
+    assert main(argv + ["--explain", "nope"]) == 2
+    assert "no row with id 'nope'" in capsys.readouterr().err
+    assert main(argv) == 2
+    assert "give --out" in capsys.readouterr().err

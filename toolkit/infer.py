@@ -304,8 +304,7 @@ class Runner:
         if out is not None and item.task != "asr":  # a transcript has no option: pred stays null, WER reads raw_output
             found = extract_answer(out.text, item.choices or [])
             fields.update(pred=found.pred, pred_source=found.source)
-            if found.reason:
-                unit.flags["no_answer"] = found.reason
+            unit.flags.update(found.flags)  # no_answer (the null's reason), letter_text_conflict
             if item.answer is not None:
                 fields["correct"] = item.accepts(found.pred)
             if out.option_logprobs is not None:

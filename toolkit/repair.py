@@ -4,8 +4,10 @@
 prediction that is null (every prediction with ``reparse_all``), using the item's options
 from the manifest. It edits the rows in place, in their own format:
 
-* toolkit rows: ``pred``, ``pred_source`` (the rule that fired, None when none did) and
-  ``correct`` of the typed row (:attr:`toolkit.results.SourceRow.row`);
+* toolkit rows: ``pred``, ``pred_source`` (the rule that fired, None when none did),
+  ``correct``, and the flags the extraction sets (:attr:`toolkit.answers.Extraction.flags`:
+  ``no_answer`` with a null's reason, ``letter_text_conflict``), replacing stale ones, of the
+  typed row (:attr:`toolkit.results.SourceRow.row`);
 * earlier-scripts rows: ``predicted_letters[run]`` (a letter or null) and ``accuracy``,
   the mean over runs of ``predicted_letters[run] == true_letter`` (a null is wrong), as
   the earlier scripts computed it.
@@ -62,6 +64,8 @@ class RepairReport:
         relabelled: existing (non-null) labels that changed (only with ``reparse_all``).
         relabel_reasons: those changes per deciding rule (or null reason).
         examples: up to :data:`MAX_EXAMPLES` changes: ``id``, ``run``, ``old``, ``new``, ``rule``.
+        letter_text_conflicts: re-parsed predictions whose letter and option text disagreed
+            (``flags.letter_text_conflict`` in toolkit rows).
     """
 
     rows: int = 0
@@ -76,6 +80,7 @@ class RepairReport:
     relabelled: int = 0
     relabel_reasons: Dict[str, int] = field(default_factory=dict)
     examples: List[Dict[str, Any]] = field(default_factory=list)
+    letter_text_conflicts: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
         """The report as a JSON-ready dict (for the sidecar)."""
@@ -90,6 +95,9 @@ class RepairReport:
                f"per rule: {rules or '-'}",
                f"missed reasoning {self.missed_reasoning} (reasoning-mode predictions whose reasoning is empty: "
                "the model answered without a chain)"]
+        if self.letter_text_conflicts:
+            out.append(f"letter/text conflicts {self.letter_text_conflicts} (the letter and the option text next to it "
+                       "named different options: flags.letter_text_conflict)")
         if self.reparse_all:
             out.append(self.relabel_line())
             out += [f"  {e['id']} run {e['run']}: {e['old']} -> {e['new']} ({e['rule']})" for e in self.examples]
@@ -175,6 +183,7 @@ class _Tally:
         run, old, new, found = reparsed
         report = self.report
         self.rules[found.source or NO_RULE] += 1
+        report.letter_text_conflicts += found.conflict is not None
         if old == new:
             return
         self.changed_ids.add(item_id)
@@ -215,11 +224,23 @@ def _apply(row: SourceRow, item: Item, fmt: str, run: int, found: Extraction) ->
     if fmt == TOOLKIT:
         assert row.row is not None
         row.row = row.row.replace(pred=found.pred, pred_source=found.source,
-                                  correct=item.accepts(found.pred) if item.answer is not None else row.row.correct)
+                                  correct=item.accepts(found.pred) if item.answer is not None else row.row.correct,
+                                  flags=_flags(row.row.flags, found))
         return
     d = row.data
     d["predicted_letters"][run] = None if found.pred is None else letter(found.pred)
     d["accuracy"] = seed_accuracy(d["predicted_letters"], d["true_letter"])
+
+
+#: Row flags that answer extraction owns (rewritten on every re-parse).
+EXTRACTION_FLAGS = ("no_answer", "letter_text_conflict")
+
+
+def _flags(old: Optional[Mapping[str, Any]], found: Extraction) -> Optional[Dict[str, Any]]:
+    """A row's flags after re-parsing: other flags kept, extraction flags from ``found``; None when empty."""
+    flags = {k: v for k, v in (old or {}).items() if k not in EXTRACTION_FLAGS}
+    flags.update(found.flags)
+    return flags or None
 
 
 def _why(found: Extraction) -> str:
@@ -263,6 +284,63 @@ def _repair_seed(row: SourceRow, item: Item, reparse_all: bool, mode: Optional[s
             yield run, letter_index(old_letter), found.pred, found
         report.nulls_after += letters[run] is None
     d["accuracy"] = seed_accuracy(letters, d["true_letter"])
+
+
+def explain_lines(raw: Optional[str], choices: Sequence[str]) -> List[str]:
+    """Every rule's verdict on one output, in cascade order (``bin/repair --explain``).
+
+    Lines: the options, the reasoning/final split, then one line per rule (``-`` when it does
+    not fire, else its option or its null with the reason; ``<- decides`` on the first that
+    fires), then the result with the flags a row would get.
+    """
+    from toolkit.answers import RULES, explain, lexicon, split_reasoning
+
+    out = ["options: " + " ".join(f"({letter(i)}) {c}" for i, c in enumerate(choices))]
+    if raw is None or not raw.strip():
+        found = extract_answer(raw, choices)
+        return out + [f"result: null ({found.reason}); flags {found.flags}"]
+    reasoning, final = split_reasoning(raw)
+    out += [f"reasoning: {_clip(reasoning)}", f"final text: {_clip(final)}", _named_line(raw, choices),
+            f"lexicon: {lexicon()}", "rules:"]
+    decided = None
+    verdicts = explain(raw, choices)
+    width = max(len(r.name) for r in RULES)
+    for n, (rule, verdict) in enumerate(verdicts, 1):
+        if verdict is None:
+            text = "-"
+        elif verdict.pred is not None:
+            text = letter(verdict.pred) + (f"  (letter/text conflict: {verdict.conflict})" if verdict.conflict else "")
+        else:
+            text = f"null: {verdict.reason}"
+        mark = ""
+        if verdict is not None and decided is None:
+            decided, mark = verdict, "  <- decides"
+        out.append(f"  {n:2}. {rule.name:{width}}  {text}{mark}")
+    found = extract_answer(raw, choices)
+    result = "null" if found.pred is None else letter(found.pred)
+    out.append(f"result: {result} ({found.source or 'no rule fired'}" + (f": {found.reason}" if found.reason else "")
+               + f"); flags {found.flags or '{}'}")
+    return out
+
+
+def _named_line(raw: str, choices: Sequence[str]) -> str:
+    """What the final text names: live mentions, rejected ones, echoed ones (with their option letters)."""
+    from toolkit.answers import ParsedOutput
+
+    out = ParsedOutput(raw, choices)
+    text = out.plain
+    a = out.analysis(text)
+    groups: Dict[str, List[str]] = {"names": [], "rejected": [], "echo": []}
+    for k, m in enumerate(a.mentions):
+        key = "echo" if k in a.echo else "rejected" if k in a.excluded else "names"
+        groups[key].append(f"{text[m.start:m.end]!r} ({'/'.join(letter(i) for i in m.options)})")
+    parts = [f"{k} " + ", ".join(v) for k, v in groups.items() if v]
+    return "final text " + ("; ".join(parts) if parts else "names no option")
+
+
+def _clip(text: str, n: int = 300) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= n else "..." + text[-n:])
 
 
 def seed_accuracy(predicted_letters: Sequence[Optional[str]], true_letter: str) -> float:

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that slurm/ci/cluster.sh needs (SLURM 22.05 on Debian 12,
 # munge, and slurmdbd + MariaDB for accounting, which submitit needs to see failed tasks),
-# plus espeak-ng. Skips apt entirely when everything is already there. Needs root.
+# plus espeak-ng and wordnet-base (WordNet 3.0, read by answer extraction's derived forms). Skips apt entirely when everything is already there. Needs root.
 # The image's policy-rc.d stops the packages from starting services: cluster.sh starts them.
 set -euo pipefail
 
 PACKAGES=(slurm-wlm slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge
-          slurmdbd slurm-wlm-mysql-plugin mariadb-server espeak-ng)
+          slurmdbd slurm-wlm-mysql-plugin mariadb-server espeak-ng wordnet-base)
 BINARIES=(slurmctld slurmd slurmdbd sinfo sbatch squeue scancel sacct sacctmgr scontrol srun
           munged munge unmunge mariadbd mariadb mariadb-admin mariadb-install-db espeak-ng)
 
@@ -33,5 +33,5 @@ if what=$(missing); then
         exit 1
     fi
 else
-    echo "[install.sh] SLURM, munge, MariaDB and espeak-ng are already installed" >&2
+    echo "[install.sh] SLURM, munge, MariaDB, espeak-ng and wordnet-base are already installed" >&2
 fi

@@ -33,6 +33,9 @@ EPILOG = """examples:
   # then match what no rule decided to the options by meaning (bundled MiniLM, offline, CPU)
   bin/repair ... --semantic
 
+  # why one row got its label: every rule's verdict in cascade order (writes nothing)
+  bin/repair --in results.jsonl --manifest manifest.jsonl --explain sakura_emotion_93_single
+
 Only null predictions are re-parsed unless --reparse-all; an answer the extraction cascade
 cannot decide stays null (never a random option). The input format (toolkit or earlier
 scripts) is detected; the output keeps it unless --to toolkit. --semantic runs only on the
@@ -49,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="result file (JSONL, toolkit or earlier-scripts rows)")
     p.add_argument("--manifest", type=Path, required=True,
                    help="manifest of the items (toolkit, or the earlier scripts' manifest)")
-    p.add_argument("--out", type=Path, required=True, help="repaired file (written atomically; sidecar beside it)")
+    p.add_argument("--out", type=Path, help="repaired file (written atomically; sidecar beside it); "
+                   "required unless --explain")
+    p.add_argument("--explain", metavar="ID", help="print, for the row(s) of this item id (every run), each "
+                   "extraction rule's verdict in cascade order and the result; writes nothing")
     p.add_argument("--reparse-all", action="store_true",
                    help="re-parse every prediction, not only nulls (prints how many labels change and why)")
     p.add_argument("--semantic", action="store_true",
@@ -69,14 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from toolkit.answers import lexicon
     from toolkit.atomic import atomic_write_jsonl
     from toolkit.manifest import load_items
     from toolkit.repair import repair_rows
     from toolkit.results import SEED, TOOLKIT, read_results, seed_to_toolkit
     from toolkit.sidecar import write_sidecar
 
+    if args.out is None and args.explain is None:
+        raise InputError("give --out (the repaired file), or --explain ID to see how one row is read")
     fmt, rows = read_results(args.inp)
     items: Dict[str, Item] = {item.id: item for item in load_items(args.manifest)}
+    if args.explain is not None:
+        return _explain(args.explain, fmt, rows, items, args.inp)
     in_fmt = fmt
     identity: Dict[str, Optional[str]] = {}
     if fmt == SEED:
@@ -101,8 +112,34 @@ def _run(args: argparse.Namespace) -> int:
                                   for source in rows))
     write_sidecar(args.out, "repair", source=str(args.inp), manifest=str(args.manifest), input_format=in_fmt,
                   output_format=fmt, mode=mode, identity=identity or None, reparse_all=args.reparse_all,
-                  semantic=None if matcher is None else matcher.settings(), report=report.to_dict())
+                  semantic=None if matcher is None else matcher.settings(), lexicon=lexicon(), report=report.to_dict())
     print(f"{args.out}: {len(rows)} {fmt} rows written")
+    return EXIT_OK
+
+
+def _explain(item_id: str, fmt: str, rows: Sequence, items: Dict[str, Item], path: Path) -> int:
+    """Print :func:`toolkit.repair.explain_lines` for every prediction of ``item_id``."""
+    from toolkit.repair import explain_lines
+    from toolkit.results import TOOLKIT
+
+    found = [row for row in rows if row.id == item_id]
+    if not found:
+        raise InputError(f"no row with id {item_id!r}", path)
+    item = items.get(item_id)
+    if item is None or not item.choices:
+        raise InputError(f"id {item_id!r} is not in the manifest, or has no options", path)
+    for row in found:
+        if fmt == TOOLKIT:
+            preds = [(row.row.run, row.row.raw_output, row.row.pred, row.row.pred_source)]
+        else:
+            letters = row.data["predicted_letters"]
+            preds = [(run, raw, letters[run], "earlier scripts")
+                     for run, raw in enumerate(row.data["raw_model_outputs"])]
+        for run, raw, pred, source in preds:
+            now = pred if pred is None or isinstance(pred, str) else chr(65 + pred)
+            print(f"{item_id} run {run} ({path}:{row.line}): stored {now or 'null'} ({source or 'no rule'})")
+            for line in explain_lines(raw, item.choices):
+                print(f"  {line}")
     return EXIT_OK
 
 
