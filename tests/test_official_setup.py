@@ -280,7 +280,7 @@ def test_explain_prints_the_set_up_and_writes_nothing(backend_name, tiny_folders
     if backend_name == "af3-think":
         assert '"matched": 8' in printed and "Please think and reason" in printed
     if backend_name == "salmonn":
-        assert "  audio: 88\n" in printed and "llm: \"float16\"" in printed
+        assert "  audio: 88\n" in printed and "llama: \"float16\"" in printed
 
 
 def test_the_system_prompt_is_the_backends_and_recorded(tiny_folders):
@@ -315,8 +315,8 @@ def tiny_salmonn(tmp_path_factory) -> Path:
 
 def test_salmonn_runs_the_release_precision_mix_by_default(tiny_salmonn):
     mixed = load_backend("salmonn", str(tiny_salmonn), LoadOptions(device="cpu"))
-    assert mixed.module_dtypes() == {"whisper": "float32", "beats": "float32", "llm": "float16",
-                                     "qformer_and_projection": "float32"}
+    assert mixed.module_dtypes() == {"llama": "float16", "lora": "float16", "whisper": "float32", "beats": "float32",
+                                     "qformer": "float32", "projection": "float32"}
     assert mixed.describe()["autocast"]["why"].startswith("the release runs without autocast on CPU")
     request = _request(mixed)
     first = mixed.generate(mixed.prepare([request]), GenerationSettings(max_new_tokens=6), score_options=True)[0]

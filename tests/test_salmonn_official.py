@@ -81,7 +81,7 @@ def test_dtype_auto_is_the_release_mix_under_float16_autocast(greedy):
         expected = torch.float16 if name.startswith("llama_model.") else torch.float32
         assert param.dtype == expected, name
     described = backend.describe()
-    assert described["precision"]["parts"] == MIX and backend.part_dtypes() == MIX
+    assert described["precision"]["parts"] == MIX and backend.module_dtypes() == MIX
     assert described["precision"]["release_parts"]["llama"] == "float16"
     assert described["precision"]["plan"] == "release mix"
     assert described["autocast"]["why"].startswith("the release runs without autocast on CPU")
@@ -119,7 +119,7 @@ def test_without_float16_autocast_the_same_weights_run_and_the_fallback_is_recor
 def test_an_explicit_dtype_is_one_dtype_for_every_weight(greedy):
     for option, dtype in (("fp32", "float32"), ("bf16", "bfloat16")):
         backend = load_backend("salmonn", str(greedy), LoadOptions(device="cpu", dtype=option))
-        assert set(backend.part_dtypes().values()) == {dtype}
+        assert set(backend.module_dtypes().values()) == {dtype}
         assert backend.describe()["autocast"] == {"enabled": False, "why": "one dtype throughout (--dtype given)"}
         assert backend.describe()["precision"]["plan"] == "one dtype"
 

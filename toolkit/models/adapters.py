@@ -69,10 +69,11 @@ def verify_adapter(file_state: Dict[str, Any], model_state: Dict[str, Any], path
     if not model_state:
         raise AdapterMismatch(f"{path}: the model has no adapter tensors after loading")
     dtype = next(iter(model_state.values())).dtype
-    held = {_fingerprint(value, dtype) for value in model_state.values()}
-    given = {_fingerprint(value, dtype) for value in file_state.values()}
-    unmatched = sorted(key for key, value in file_state.items() if _fingerprint(value, dtype) not in held)
-    unset = sorted(key for key, value in model_state.items() if _fingerprint(value, dtype) not in given)
+    held = {key: _fingerprint(value, dtype) for key, value in model_state.items()}
+    given = {key: _fingerprint(value, dtype) for key, value in file_state.items()}
+    held_prints, given_prints = set(held.values()), set(given.values())
+    unmatched = sorted(key for key, print_ in given.items() if print_ not in held_prints)
+    unset = sorted(key for key, print_ in held.items() if print_ not in given_prints)
     if unmatched or unset:
         named = unmatched or unset
         raise AdapterMismatch(

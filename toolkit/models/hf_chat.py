@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Sequence
+from typing import Any, ClassVar, Dict, Iterable, List, Optional, Sequence
 
 from toolkit.audio import TARGET_SR
 from toolkit.manifest import letter
@@ -47,6 +47,11 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(DTYPES)}")
     return getattr(torch, DTYPES[dtype])
+
+
+def dtype_names(params: Iterable[Any]) -> str:
+    """The dtypes of ``params`` as sidecars show them: ``float16``, or ``float16+float32`` when mixed."""
+    return "+".join(sorted({str(param.dtype).removeprefix("torch.") for param in params}))
 
 
 def pretrained_kwargs(model_path: str, options: LoadOptions) -> Dict[str, Any]:
@@ -288,9 +293,9 @@ class HFChatBackend(Backend):
         for name, child in model.named_children():
             grandchildren = list(child.named_children()) if name == "model" else []
             for part, module in grandchildren or [(name, child)]:
-                dtypes = sorted({str(param.dtype).removeprefix("torch.") for param in module.parameters()})
-                if dtypes:
-                    parts[part] = "+".join(dtypes)
+                names = dtype_names(module.parameters())
+                if names:
+                    parts[part] = names
         return parts
 
     def token_counts(self, request: Request) -> Dict[str, int]:

@@ -67,7 +67,7 @@ from toolkit.errors import Pathlike
 from toolkit.manifest import Item, letter
 from toolkit.models import tiny
 from toolkit.models.base import Generation, GenerationSettings, LoadOptions, Request
-from toolkit.models.hf_chat import HFChatBackend, Prepared, resolve_device
+from toolkit.models.hf_chat import HFChatBackend, Prepared, dtype_names, resolve_device
 from toolkit.models.registry import register_backend
 from toolkit.models.salmonn.loader import (
     SalmonnLayout,
@@ -303,7 +303,7 @@ class SalmonnBackend(HFChatBackend):
                 "device": self.device,
                 "prompt_template": layout.prompt_template, "num_beams_by_default": layout.num_beams,
                 "speech_tokens": self.model.speech_tokens(), "max_audio_seconds": self.max_audio_seconds,
-                "precision": {"plan": plan.plan, "parts": self.part_dtypes(), "release_parts": dict(RELEASE_PARTS),
+                "precision": {"plan": plan.plan, "parts": self.module_dtypes(), "release_parts": dict(RELEASE_PARTS),
                               "autocast": self.autocast, "release_autocast": RELEASE_AUTOCAST,
                               "fallback": plan.fallback},
                 "autocast": self.autocast, "tokenizer_check": self.tokenizer_check, "vocabulary": self.vocabulary,
@@ -314,21 +314,21 @@ class SalmonnBackend(HFChatBackend):
                 "budget": "the prompt template's max_new_tokens (the release's 200 is not applied)",
                 "stereo": "first channel (the release's audio[:, 0])"}
 
-    def part_dtypes(self) -> dict[str, str]:
+    def module_dtypes(self) -> dict[str, str]:
         """The dtype of each part as the release names them: ``llama`` (Vicuna without its LoRA),
         ``lora``, ``whisper``, ``beats``, ``qformer`` (with its query tokens and the LayerNorms
         ``ln_speech``/``ln_audio`` in front of it) and ``projection`` (``speech_llama_proj``)."""
         prefixes = {"whisper": ("speech_encoder.",), "beats": ("beats.",), "projection": ("speech_llama_proj.",),
                     "qformer": ("speech_Qformer.", "speech_query_tokens", "ln_speech.", "ln_audio."),
                     "llama": ("llama_model.",)}
-        found: dict[str, set] = {}
+        found: dict[str, list] = {}
         for name, param in self.model.named_parameters():
             part = next(key for key, starts in prefixes.items() if name.startswith(starts))
             if part == "llama" and ".lora_" in name:
                 part = "lora"
-            found.setdefault(part, set()).add(str(param.dtype).removeprefix("torch."))
+            found.setdefault(part, []).append(param)
         order = ("llama", "lora", "whisper", "beats", "qformer", "projection")
-        return {part: "+".join(sorted(found[part])) for part in order if part in found}
+        return {part: dtype_names(found[part]) for part in order if part in found}
 
     def token_counts(self, request: Request) -> dict[str, int]:
         """Prompt positions of ``request``: text tokens before and after the speech, and the speech
@@ -337,16 +337,6 @@ class SalmonnBackend(HFChatBackend):
         text = len(inputs["before"][0]) + len(inputs["after"][0])
         audio = self.model.speech_tokens() if "fbank" in inputs else 0
         return {"prompt": text + audio, "audio": audio, "text": text}
-
-    def module_dtypes(self) -> dict[str, str]:
-        """The dtype of each part: Whisper encoder, BEATs, Q-Former, projection, Vicuna (with LoRA)."""
-        parts = {"whisper": self.model.speech_encoder, "beats": self.model.beats, "llm": self.model.llama_model}
-        out = {name: "+".join(sorted({str(p.dtype).removeprefix("torch.") for p in module.parameters()}))
-               for name, module in parts.items()}
-        rest = {str(p.dtype).removeprefix("torch.") for name, p in self.model.named_parameters()
-                if not name.startswith(("speech_encoder.", "beats.", "llama_model."))}
-        out["qformer_and_projection"] = "+".join(sorted(rest))
-        return out
 
     @classmethod
     def build_tiny(cls, folder: Pathlike, **sizes: Any) -> Path:
