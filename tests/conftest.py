@@ -52,6 +52,27 @@ def tiny_folders(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def tiny_salmonn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random SALMONN laid out as the release's four parts, built once per session."""
+    from toolkit.models.registry import build_tiny
+
+    return build_tiny("salmonn", tmp_path_factory.mktemp("salmonn") / "salmonn")
+
+
+@pytest.fixture(scope="session")
+def salmonn_greedy(tiny_salmonn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same parts named by a ``salmonn.json`` elsewhere, with ``"num_beams": 1`` (greedy by default)."""
+    import json
+
+    path = tmp_path_factory.mktemp("salmonn-greedy") / "salmonn.json"
+    path.write_text(json.dumps({"whisper_path": str(tiny_salmonn / "whisper"),
+                                "beats_path": str(tiny_salmonn / "beats.pt"),
+                                "llama_path": str(tiny_salmonn / "vicuna"), "ckpt": str(tiny_salmonn / "salmonn.pth"),
+                                "num_beams": 1}))
+    return path
+
+
+@pytest.fixture(scope="session")
 def slurm_cluster() -> str:
     """``SLURM_CONF`` of a running test cluster (``slurm/ci/cluster.sh start DIR``, then
     ``source DIR/env.sh``). Skips when there is none, but fails when ``ALM_REQUIRE_SLURM=1``

@@ -306,13 +306,6 @@ def test_stereo_becomes_mono_by_the_models_official_rule():
     assert get_backend_class("salmonn").channel_policy == "first"  # SALMONN's cli_inference.py: audio[:, 0]
 
 
-@pytest.fixture(scope="module")
-def tiny_salmonn(tmp_path_factory) -> Path:
-    from toolkit.models.registry import build_tiny
-
-    return build_tiny("salmonn", tmp_path_factory.mktemp("salmonn") / "salmonn")
-
-
 def test_salmonn_runs_the_release_precision_mix_by_default(tiny_salmonn):
     mixed = load_backend("salmonn", str(tiny_salmonn), LoadOptions(device="cpu"))
     assert mixed.module_dtypes() == {"llama": "float16", "lora": "float16", "whisper": "float32", "beats": "float32",

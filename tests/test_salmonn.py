@@ -38,25 +38,8 @@ SHORT = ["--max-new-tokens", "5", "--min-new-tokens", "5", "-q"]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    from toolkit.models.registry import build_tiny
-
-    return build_tiny("salmonn", tmp_path_factory.mktemp("salmonn") / "salmonn")
-
-
-@pytest.fixture(scope="module")
-def greedy_json(folder, tmp_path_factory) -> Path:
-    """The same parts named by a JSON file elsewhere, with greedy decoding instead of the release's beams."""
-    path = tmp_path_factory.mktemp("layout") / "salmonn-greedy.json"
-    path.write_text(json.dumps({"whisper_path": str(folder / "whisper"), "beats_path": str(folder / "beats.pt"),
-                                "llama_path": str(folder / "vicuna"), "ckpt": str(folder / "salmonn.pth"),
-                                "num_beams": 1}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def backend(folder):
-    return load_backend("salmonn", str(folder), LoadOptions(device="cpu", dtype="fp32"))
+def backend(tiny_salmonn):
+    return load_backend("salmonn", str(tiny_salmonn), LoadOptions(device="cpu", dtype="fp32"))
 
 
 @pytest.fixture(scope="module")
@@ -142,14 +125,14 @@ def test_a_pure_tone_peaks_in_the_mel_bin_of_its_frequency(freq):
 
 # ---------------------------------------------------------------------------- BEATs
 
-def test_beats_loads_the_release_names_strictly_and_gives_patch_tokens(folder, tmp_path):
-    checkpoint = torch.load(folder / "beats.pt", weights_only=True)
+def test_beats_loads_the_release_names_strictly_and_gives_patch_tokens(tiny_salmonn, tmp_path):
+    checkpoint = torch.load(tiny_salmonn / "beats.pt", weights_only=True)
     for name in ("patch_embedding.weight", "post_extract_proj.weight", "encoder.pos_conv.0.weight_g",
                  "encoder.pos_conv.0.weight_v", "encoder.layers.1.self_attn.relative_attention_bias.weight",
                  "encoder.layers.0.self_attn.grep_linear.weight", "encoder.layers.0.self_attn.grep_a",
                  "encoder.layers.1.final_layer_norm.bias", "predictor.weight"):
         assert name in checkpoint["model"], name
-    beats = load_beats(folder / "beats.pt")
+    beats = load_beats(tiny_salmonn / "beats.pt")
     layers = beats.encoder.layers
     assert layers[1].self_attn.relative_attention_bias is layers[0].self_attn.relative_attention_bias
     fbank = torch.from_numpy(np.stack([fb.beats_fbank(_tone(3.0)), fb.beats_fbank(_tone(3.0, 200.0))]))
@@ -167,8 +150,8 @@ def test_beats_loads_the_release_names_strictly_and_gives_patch_tokens(folder, t
         load_beats(tmp_path / "bad.pt")
 
 
-def test_beats_padded_batch_rows_equal_clips_alone(folder):
-    beats = load_beats(folder / "beats.pt")
+def test_beats_padded_batch_rows_equal_clips_alone(tiny_salmonn):
+    beats = load_beats(tiny_salmonn / "beats.pt")
     short, long = fb.beats_fbank(_tone(1.2, 700.0)), fb.beats_fbank(_tone(2.5, 300.0))
     batch = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(long), torch.from_numpy(short)], batch_first=True)
     with torch.no_grad():
@@ -188,8 +171,8 @@ def test_relative_position_buckets_are_exact_near_and_logarithmic_far():
 
 # ---------------------------------------------------------------------------- checkpoint keys
 
-def test_the_release_state_dict_loads_with_no_missing_or_unexpected_key(backend, folder):
-    state = read_checkpoint(folder / "salmonn.pth")
+def test_the_release_state_dict_loads_with_no_missing_or_unexpected_key(backend, tiny_salmonn):
+    state = read_checkpoint(tiny_salmonn / "salmonn.pth")
     for name in ("speech_query_tokens", "ln_speech.weight", "ln_audio.bias", "speech_llama_proj.weight",
                  "speech_Qformer.bert.embeddings.LayerNorm.weight",
                  "speech_Qformer.bert.encoder.layer.1.attention.self.query.weight",
@@ -211,14 +194,14 @@ def test_the_release_state_dict_loads_with_no_missing_or_unexpected_key(backend,
     assert torch.equal(own[lora], state[lora]) and own[lora].abs().sum() > 0
 
 
-def test_older_peft_lora_names_load_too(backend, folder):
-    state = read_checkpoint(folder / "salmonn.pth")
+def test_older_peft_lora_names_load_too(backend, tiny_salmonn):
+    state = read_checkpoint(tiny_salmonn / "salmonn.pth")
     renamed = {k.replace(".default.weight", ".weight"): v for k, v in state.items()}
     load_checkpoint_state(backend.model, renamed)
 
 
-def test_an_extra_or_missing_key_raises_naming_it(backend, folder):
-    state = read_checkpoint(folder / "salmonn.pth")
+def test_an_extra_or_missing_key_raises_naming_it(backend, tiny_salmonn):
+    state = read_checkpoint(tiny_salmonn / "salmonn.pth")
     with pytest.raises(CheckpointKeyError, match=r"unexpected \['speech_Qformer.bert.pooler.dense.weight'\]"):
         load_checkpoint_state(backend.model, {**state, "speech_Qformer.bert.pooler.dense.weight": torch.zeros(1)})
     gone = "speech_Qformer.bert.encoder.layer.1.crossattention.self.value.bias"
@@ -226,8 +209,8 @@ def test_an_extra_or_missing_key_raises_naming_it(backend, folder):
         load_checkpoint_state(backend.model, {k: v for k, v in state.items() if k != gone})
 
 
-def test_a_missing_part_is_named_before_anything_loads(folder, tmp_path):
-    (tmp_path / "salmonn.json").write_text(json.dumps({"whisper_path": str(folder / "whisper")}))
+def test_a_missing_part_is_named_before_anything_loads(tiny_salmonn, tmp_path):
+    (tmp_path / "salmonn.json").write_text(json.dumps({"whisper_path": str(tiny_salmonn / "whisper")}))
     with pytest.raises(FileNotFoundError, match="beats_path=.*llama_path=.*ckpt="):
         load_backend("salmonn", str(tmp_path), LoadOptions())
     (tmp_path / "salmonn.json").write_text(json.dumps({"num_beam": 2}))
@@ -254,9 +237,9 @@ def test_prompt_and_audio_are_prepared_as_the_release_does(backend):
     assert backend.decoding(GenerationSettings(max_new_tokens=4, num_beams=2)).num_beams == 2
 
 
-def test_bin_infer_end_to_end_with_the_release_decoding(folder, manifest, tmp_path):
+def test_bin_infer_end_to_end_with_the_release_decoding(tiny_salmonn, manifest, tmp_path):
     out = tmp_path / "beams.jsonl"
-    assert infer_main(["--manifest", str(manifest), "--model", "salmonn", "--model-path", str(folder),
+    assert infer_main(["--manifest", str(manifest), "--model", "salmonn", "--model-path", str(tiny_salmonn),
                        "--mode", "direct", "--out", str(out), "--batch-size", "3", *SHORT]) == 1  # broken clip
     rows = _rows(out)
     assert rows["broken"]["error"] and len(rows) == 6
@@ -271,8 +254,9 @@ def test_bin_infer_end_to_end_with_the_release_decoding(folder, manifest, tmp_pa
     assert side["first_item_chat_text"].endswith("\nASSISTANT:")
 
 
-def test_greedy_batches_equal_single_items_and_resume(greedy_json, manifest, tmp_path):
-    common = ["--manifest", str(manifest), "--model", "salmonn", "--model-path", str(greedy_json), "--mode", "direct",
+def test_greedy_batches_equal_single_items_and_resume(salmonn_greedy, manifest, tmp_path):
+    common = ["--manifest", str(manifest), "--model", "salmonn", "--model-path", str(salmonn_greedy), "--mode",
+              "direct",
               "--score-options", "--dtype", "fp32", *SHORT]  # exact equality is a float32 property
     batched, single = tmp_path / "batched.jsonl", tmp_path / "single.jsonl"
     assert infer_main([*common, "--out", str(batched), "--batch-size", "6"]) == 1
@@ -291,7 +275,7 @@ def test_greedy_batches_equal_single_items_and_resume(greedy_json, manifest, tmp
     assert {k: v["raw_output"] for k, v in _rows(batched).items()} == {k: v["raw_output"] for k, v in rows.items()}
 
 
-def test_bin_condition_and_bin_launch_run_salmonn(folder, greedy_json, manifest, tmp_path):
+def test_bin_condition_and_bin_launch_run_salmonn(tiny_salmonn, salmonn_greedy, manifest, tmp_path):
     baseline = tmp_path / "base.jsonl"
     reasoning = "The clip is a steady tone. It does not change."
     ids = [json.loads(line)["id"] for line in manifest.read_text().splitlines()][:2]
@@ -300,7 +284,7 @@ def test_bin_condition_and_bin_launch_run_salmonn(folder, greedy_json, manifest,
                                             "reasoning": reasoning, "pred": 0}) + "\n" for i in ids))
     out = tmp_path / "own.jsonl"
     code = condition_main(["--manifest", str(manifest), "--results", str(baseline), "--model", "salmonn",
-                           "--model-path", str(greedy_json), "--intervention", "own", "--max-new-tokens", "3",
+                           "--model-path", str(salmonn_greedy), "--intervention", "own", "--max-new-tokens", "3",
                            "--out", str(out), "-q"])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert code == 1 and {r["id"] for r in rows if r["error"] is None} == set(ids)  # the others have no baseline
@@ -310,7 +294,7 @@ def test_bin_condition_and_bin_launch_run_salmonn(folder, greedy_json, manifest,
 experiment: s
 output: out
 models:
-  - {{name: salmonn, backend: salmonn, path: "{folder}", generation: {{max_new_tokens: 3}}}}
+  - {{name: salmonn, backend: salmonn, path: "{tiny_salmonn}", generation: {{max_new_tokens: 3}}}}
 datasets:
   - {{name: demo, demo: {{items_per_task: 1}}, shards: 1}}
 conditions: [clean]

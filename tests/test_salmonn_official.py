@@ -35,23 +35,6 @@ MIX = {"llama": "float16", "lora": "float16", "whisper": "float32", "beats": "fl
        "projection": "float32"}
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    from toolkit.models.registry import build_tiny
-
-    return build_tiny("salmonn", tmp_path_factory.mktemp("salmonn") / "salmonn")
-
-
-@pytest.fixture(scope="module")
-def greedy(folder, tmp_path_factory) -> Path:
-    """The tiny parts with ``"num_beams": 1`` (greedy by default)."""
-    path = tmp_path_factory.mktemp("greedy") / "salmonn.json"
-    path.write_text(json.dumps({"whisper_path": str(folder / "whisper"), "beats_path": str(folder / "beats.pt"),
-                                "llama_path": str(folder / "vicuna"), "ckpt": str(folder / "salmonn.pth"),
-                                "num_beams": 1}))
-    return path
-
-
 def _request(seconds: float = 1.5) -> Request:
     item = Item(id="x", dataset="t", audio="x.wav", question="Which animal is it?", choices=["dog", "cat"], answer=0)
     t = np.arange(int(seconds * SR)) / SR
@@ -75,8 +58,8 @@ def _run_seeing_projection(backend, request: Request):
 
 # ---------------------------------------------------------------------------- precision
 
-def test_dtype_auto_is_the_release_mix_under_float16_autocast(greedy):
-    backend = load_backend("salmonn", str(greedy), LoadOptions(device="cpu", dtype="auto"))
+def test_dtype_auto_is_the_release_mix_under_float16_autocast(salmonn_greedy):
+    backend = load_backend("salmonn", str(salmonn_greedy), LoadOptions(device="cpu", dtype="auto"))
     for name, param in backend.model.named_parameters():
         expected = torch.float16 if name.startswith("llama_model.") else torch.float32
         assert param.dtype == expected, name
@@ -97,14 +80,14 @@ def test_dtype_auto_is_the_release_mix_under_float16_autocast(greedy):
         assert described["precision"]["fallback"] and fault in described["precision"]["fallback"]
     again = _run(backend, request)
     assert first.n_new_tokens > 0 and first.text
-    assert (first.text, first.n_new_tokens) == (again.text, again.n_new_tokens)  # greedy is deterministic
+    assert (first.text, first.n_new_tokens) == (again.text, again.n_new_tokens)  # salmonn_greedy is deterministic
     assert first.option_logprobs == again.option_logprobs
     json.dumps(described)  # the sidecar takes it as is
 
 
-def test_without_float16_autocast_the_same_weights_run_and_the_fallback_is_recorded(greedy, monkeypatch):
+def test_without_float16_autocast_the_same_weights_run_and_the_fallback_is_recorded(salmonn_greedy, monkeypatch):
     monkeypatch.setattr(precision, "autocast_fault", lambda device, dtype: "no float16 autocast in this torch")
-    backend = load_backend("salmonn", str(greedy), LoadOptions(device="cpu"))
+    backend = load_backend("salmonn", str(salmonn_greedy), LoadOptions(device="cpu"))
     described = backend.describe()
     assert described["precision"]["parts"] == MIX and described["autocast"]["enabled"] is False
     assert "no float16 autocast in this torch" in described["precision"]["fallback"]
@@ -116,9 +99,9 @@ def test_without_float16_autocast_the_same_weights_run_and_the_fallback_is_recor
     assert first.n_new_tokens > 0 and first.text == again.text
 
 
-def test_an_explicit_dtype_is_one_dtype_for_every_weight(greedy):
+def test_an_explicit_dtype_is_one_dtype_for_every_weight(salmonn_greedy):
     for option, dtype in (("fp32", "float32"), ("bf16", "bfloat16")):
-        backend = load_backend("salmonn", str(greedy), LoadOptions(device="cpu", dtype=option))
+        backend = load_backend("salmonn", str(salmonn_greedy), LoadOptions(device="cpu", dtype=option))
         assert set(backend.module_dtypes().values()) == {dtype}
         assert backend.describe()["autocast"] == {"enabled": False, "why": "one dtype throughout (--dtype given)"}
         assert backend.describe()["precision"]["plan"] == "one dtype"
@@ -138,18 +121,19 @@ def _train_sentencepiece(texts, path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def sentencepiece_folder(folder, greedy, tmp_path_factory) -> Path:
-    """The tiny parts with a Vicuna folder like the release's: ``tokenizer.model`` and its config, no ``tokenizer.json``."""
-    backend = load_backend("salmonn", str(greedy), LoadOptions(device="cpu", dtype="fp32"))
+def sentencepiece_folder(tiny_salmonn, salmonn_greedy, tmp_path_factory) -> Path:
+    """The tiny parts with a Vicuna folder like the release's: ``tokenizer.model`` and its config, no
+    ``tokenizer.json``."""
+    backend = load_backend("salmonn", str(salmonn_greedy), LoadOptions(device="cpu", dtype="fp32"))
     root = tmp_path_factory.mktemp("spm") / "salmonn"
-    shutil.copytree(folder, root)
+    shutil.copytree(tiny_salmonn, root)
     _train_sentencepiece(backend.probe_texts() + ["USER: what sound is this?\nASSISTANT: a dog barks"],
                          root / "vicuna" / "tokenizer.model")
     (root / "vicuna" / "tokenizer.json").unlink()
     return root
 
 
-def test_the_fast_tokenizer_is_checked_against_sentencepiece_at_load(sentencepiece_folder, folder, tmp_path):
+def test_the_fast_tokenizer_is_checked_against_sentencepiece_at_load(sentencepiece_folder, tiny_salmonn, tmp_path):
     backend = load_backend("salmonn", str(sentencepiece_folder), LoadOptions(device="cpu", dtype="fp32"))
     texts = backend.probe_texts()
     assert backend.describe()["tokenizer_check"] == f"fast == slow LlamaTokenizer on {len(texts)} prompt texts"
@@ -160,15 +144,15 @@ def test_the_fast_tokenizer_is_checked_against_sentencepiece_at_load(sentencepie
     assert not any(t != t.lstrip(" ") for t in texts)
 
     mismatched = shutil.copytree(sentencepiece_folder, tmp_path / "mismatched")  # tokenizer.json of another model
-    shutil.copy(folder / "vicuna" / "tokenizer.json", mismatched / "vicuna" / "tokenizer.json")
+    shutil.copy(tiny_salmonn / "vicuna" / "tokenizer.json", mismatched / "vicuna" / "tokenizer.json")
     with pytest.raises(ValueError, match="the fast tokenizer differs from the release's slow LlamaTokenizer"):
         load_backend("salmonn", str(mismatched), LoadOptions(device="cpu", dtype="fp32"))
     with pytest.raises(ValueError, match=r"differs .* on ' I hear'"):  # sentencepiece's dummy prefix, not the fast one's
         check_slow_tokenizer(backend.tokenizer, sentencepiece_folder / "vicuna", ["A", " I hear"])
 
 
-def test_the_pad_id_only_pads_and_no_pad_row_is_added(greedy, folder, tmp_path):
-    backend = load_backend("salmonn", str(greedy), LoadOptions(device="cpu", dtype="fp32"))
+def test_the_pad_id_only_pads_and_no_pad_row_is_added(salmonn_greedy, tiny_salmonn, tmp_path):
+    backend = load_backend("salmonn", str(salmonn_greedy), LoadOptions(device="cpu", dtype="fp32"))
     assert backend.pad_id == 0 and backend.stop_ids == {2}  # Vicuna's pad id is <unk>: the release does not stop on it
     gen = backend._generations([[40, 0, 41, 2, 0, 0]])[0]
     assert gen.n_new_tokens == 3  # up to </s>, through the <unk>
@@ -181,7 +165,7 @@ def test_the_pad_id_only_pads_and_no_pad_row_is_added(greedy, folder, tmp_path):
 
     from transformers import AutoTokenizer
 
-    padded = shutil.copytree(folder, tmp_path / "padded")
+    padded = shutil.copytree(tiny_salmonn, tmp_path / "padded")
     tokenizer = AutoTokenizer.from_pretrained(padded / "vicuna")
     tokenizer.add_special_tokens({"pad_token": "[PAD]"})  # the release's tokenizer, saved next to unresized weights
     tokenizer.save_pretrained(padded / "vicuna")
@@ -221,13 +205,13 @@ def _write_module(directory: Path, marker: Path) -> str:
     return "salmonn_trainer_state"
 
 
-def test_pickled_training_objects_are_skipped_and_never_imported_or_run(folder, greedy, tmp_path):
+def test_pickled_training_objects_are_skipped_and_never_imported_or_run(tiny_salmonn, salmonn_greedy, tmp_path):
     modules, marker = tmp_path / "modules", tmp_path / "marker" / "ran.txt"
     name = _write_module(modules, marker)
     sys.path.insert(0, str(modules))
     try:
         trainer = importlib.import_module(name)
-        root = shutil.copytree(folder, tmp_path / "pickled")
+        root = shutil.copytree(tiny_salmonn, tmp_path / "pickled")
         state = torch.load(root / "salmonn.pth", weights_only=True)["model"]
         torch.save({"model": state, "config": argparse.Namespace(lr=3e-5, epochs=30), "scaler": trainer.Scaler(),
                     "hook": trainer.Hook(), "epoch": 3}, root / "salmonn.pth")
@@ -243,7 +227,7 @@ def test_pickled_training_objects_are_skipped_and_never_imported_or_run(folder, 
 
     (root / "salmonn.json").write_text(json.dumps({"num_beams": 1}))
     pickled = load_backend("salmonn", str(root), LoadOptions(device="cpu", dtype="fp32"))
-    plain = load_backend("salmonn", str(greedy), LoadOptions(device="cpu", dtype="fp32"))
+    plain = load_backend("salmonn", str(salmonn_greedy), LoadOptions(device="cpu", dtype="fp32"))
     request = _request()
     ours, reference = _run(pickled, request), _run(plain, request)
     assert (ours.text, ours.n_new_tokens) == (reference.text, reference.n_new_tokens)
@@ -284,8 +268,8 @@ def test_a_pickle_naming_a_blocked_module_is_refused_unrun(tmp_path):
 
 # ---------------------------------------------------------------------------- decoding
 
-def test_the_release_decoding_values_and_the_budget(greedy, folder):
-    backend = load_backend("salmonn", str(folder), LoadOptions(device="cpu", dtype="fp32"))
+def test_the_release_decoding_values_and_the_budget(salmonn_greedy, tiny_salmonn):
+    backend = load_backend("salmonn", str(tiny_salmonn), LoadOptions(device="cpu", dtype="fp32"))
     released = {"max_new_tokens": 200, "num_beams": 4, "do_sample": False, "min_length": 1, "temperature": 1.0,
                 "top_p": 0.9, "repetition_penalty": 1.0, "length_penalty": 1.0}  # configs/decode_config.yaml
     assert backend.official_decode_config == released
@@ -302,5 +286,5 @@ def test_the_release_decoding_values_and_the_budget(greedy, folder):
     assert backend.decoding(GenerationSettings(max_new_tokens=7, num_beams=2)).num_beams == 2
     sample = backend.decoding(GenerationSettings(max_new_tokens=7, do_sample=True, temperature=0.7, top_p=0.8))
     assert (sample.do_sample, sample.num_beams, sample.temperature, sample.top_p) == (True, 1, 0.7, 0.8)
-    greedy_backend = load_backend("salmonn", str(greedy), LoadOptions(device="cpu", dtype="fp32"))
+    greedy_backend = load_backend("salmonn", str(salmonn_greedy), LoadOptions(device="cpu", dtype="fp32"))
     assert greedy_backend.decoding(GenerationSettings(max_new_tokens=7)).num_beams == 1
