@@ -82,18 +82,22 @@ def test_condition_refuses_bad_input_in_one_line_and_writes_nothing(case, study,
     assert not (tmp_path / "out").exists()
 
 
-def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_runs(study, tmp_path, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+@pytest.fixture
+def locked(tmp_path):
+    """An immutable empty folder (``chattr +i``: not even root can create a file in it)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available here")
-    try:
-        assert infer_main(["--manifest", str(study["manifest"]), "--model", "simulated", "--mode", "direct",
-                           "--out", str(locked / "r.jsonl"), "-q"]) == 2
-        assert f"--out {locked / 'r.jsonl'}: cannot write in {locked}" in capsys.readouterr().err
-        assert not any(locked.iterdir())
-    finally:
-        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_runs(study, locked, capsys):
+    assert infer_main(["--manifest", str(study["manifest"]), "--model", "simulated", "--mode", "direct",
+                       "--out", str(locked / "r.jsonl"), "-q"]) == 2
+    assert f"--out {locked / 'r.jsonl'}: cannot write in {locked}" in capsys.readouterr().err
+    assert not any(locked.iterdir())
 
 
 def test_a_full_disk_is_one_line_and_a_rerun_resumes(tmp_path):
@@ -252,25 +256,18 @@ def test_every_stage_refuses_bad_paths_with_exit_2_and_writes_nothing(stage, arg
     assert not (tmp_path / "out").exists() and sorted(study["folder"].parent.rglob("*")) == before
 
 
-def test_an_immutable_output_folder_is_one_line_in_score_and_launch(study, tmp_path, capsys):
+def test_an_immutable_output_folder_is_one_line_in_score_and_launch(study, locked, capsys):
     from toolkit.cli.launch import main as launch_main
     from toolkit.cli.score import main as score_main
 
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
-        pytest.skip("chattr +i is not available here")
-    try:
-        assert score_main(["accuracy", str(study["baseline"]), "--out", str(locked / "s.md"), "-q"]) == 2
-        assert capsys.readouterr().err.strip() == f"score: error: {locked}: cannot create a file there: not " \
-                                                   "permitted (an immutable file or folder?)"
-        assert launch_main([str(REPO / "slurm" / "examples" / "demo.yaml"), "--executor", "debug", "--out",
-                            str(locked), "-q"]) == 2
-        assert capsys.readouterr().err.strip() == f"launch: error: {locked / 'demo'}: not permitted (an immutable " \
-                                                   "file or folder?)"
-        assert not any(locked.iterdir())
-    finally:
-        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    assert score_main(["accuracy", str(study["baseline"]), "--out", str(locked / "s.md"), "-q"]) == 2
+    assert capsys.readouterr().err.strip() == f"score: error: {locked}: cannot create a file there: not " \
+                                               "permitted (an immutable file or folder?)"
+    assert launch_main([str(REPO / "slurm" / "examples" / "demo.yaml"), "--executor", "debug", "--out",
+                        str(locked), "-q"]) == 2
+    assert capsys.readouterr().err.strip() == f"launch: error: {locked / 'demo'}: not permitted (an immutable " \
+                                               "file or folder?)"
+    assert not any(locked.iterdir())
 
 
 def test_faithfulness_plots_without_curves_write_the_tables_and_say_why(study, tmp_path, capsys):

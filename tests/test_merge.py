@@ -41,18 +41,24 @@ def pristine(tmp_path_factory) -> Path:
     items.append(Item(id="demo_no_audio", dataset="demo", audio="audio/absent.wav", question="Which?",
                       choices=["a", "b", "c"], answer=2))
     manifest = write_manifest(root / "data" / "manifest.jsonl", items)
+    _run_every_shard(items, root / "data", root / "runs" / "exp", manifest)
+    return root / "runs" / "exp"
+
+
+def _run_every_shard(items: list, data: Path, run_dir: Path, manifest: Path, retry_errors: bool = False) -> int:
+    """Run every (condition, mode, shard) of the fixture's plan into ``run_dir``; returns the failed rows."""
     backend = load_backend("simulated", "accuracy=0.8,seed=0")
+    failed = 0
     for condition in CONDITIONS:
         for mode, budget in MODES.items():
             config = InferConfig("simulated", mode, get_prompt(f"{mode}-v1"),
                                  GenerationSettings(max_new_tokens=budget, do_sample=True, temperature=0.7),
                                  condition=condition, num_runs=RUNS, batch_size=4, score_options=mode == "direct")
             for k in range(SHARDS):
-                out = RunLayout(root / "runs" / "exp").shard_path(
-                    Unit("simulated", "demo", condition, mode, shards=SHARDS), k)
-                run_inference(items, backend, config, out, root / "data", shard=(k, SHARDS), manifest=manifest,
-                              progress=False)
-    return root / "runs" / "exp"
+                out = RunLayout(run_dir).shard_path(Unit("simulated", "demo", condition, mode, shards=SHARDS), k)
+                failed += run_inference(items, backend, config, out, data, shard=(k, SHARDS), manifest=manifest,
+                                        progress=False, retry_errors=retry_errors).failed
+    return failed
 
 
 @pytest.fixture
@@ -295,21 +301,11 @@ def test_bin_merge_runs_as_a_script(run_dir):
 def test_retried_error_rows_supersede_the_errors_in_the_merge(run_dir, pristine):
     data = pristine.parent.parent / "data"
     restored = data / "audio" / "absent.wav"
-    write_items = read_manifest(_manifest(run_dir))
-    backend = load_backend("simulated", "accuracy=0.8,seed=0")
     restored.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(next((data / "audio").glob("*.wav")), restored)
     try:
-        for condition in CONDITIONS:
-            for mode, budget in MODES.items():
-                config = InferConfig("simulated", mode, get_prompt(f"{mode}-v1"),
-                                     GenerationSettings(max_new_tokens=budget, do_sample=True, temperature=0.7),
-                                     condition=condition, num_runs=RUNS, batch_size=4, score_options=mode == "direct")
-                for k in range(SHARDS):
-                    summary = run_inference(write_items, backend, config, _shard(run_dir, condition, mode, k), data,
-                                            shard=(k, SHARDS), manifest=_manifest(run_dir), progress=False,
-                                            retry_errors=True)
-                    assert summary.failed == 0
+        assert _run_every_shard(read_manifest(_manifest(run_dir)), data, run_dir, _manifest(run_dir),
+                                retry_errors=True) == 0
     finally:
         restored.unlink()
     report = merge_run(run_dir)
