@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Dict, List, Optional, Tuple
+from typing import IO, Any, Dict, List, Optional, Tuple
 
 from toolkit.launch.sweep import Sweep
-from toolkit.launch.task import Task, pending_tasks
+from toolkit.launch.task import Task, unit_progress
 
 
 def _duration(seconds: float) -> str:
@@ -37,14 +37,21 @@ class TaskProgress:
         self.stream = stream if stream is not None else sys.stderr
         self._first: Dict[str, Tuple[float, int]] = {}
         self._shown: Dict[str, int] = {}
+        self._items: Dict[Any, List[Any]] = {}
 
     def counts(self) -> Dict[str, Tuple[int, Optional[int]]]:
-        """Rows written and expected per task label (expected None while not yet known)."""
-        _, progress = pending_tasks(self.sweep, self.tasks)
+        """Rows written and expected per task label (expected None while not yet known); the
+        manifests are read once, the shard files at every call."""
+        from toolkit.manifest import read_manifest
+
         out = {}
-        for label, units in progress.items():
+        for task in self.tasks:
+            manifest = self.sweep.manifest_of(task.dataset)
+            if manifest not in self._items:
+                self._items[manifest] = read_manifest(manifest)
+            units = unit_progress(self.sweep, task, self._items[manifest])
             expected = None if any(u.expected is None for u in units) else sum(u.expected or 0 for u in units)
-            out[label] = (sum(u.done for u in units), expected)
+            out[task.label] = (sum(u.done for u in units), expected)
         return out
 
     def line(self, label: str, done: int, expected: Optional[int], now: float) -> str:
